@@ -34,7 +34,9 @@ def data_dir():
 def _read_csv(name):
     import pandas as pd
 
-    return pd.read_csv(data_dir() / name)
+    # only empty cells are missing: the EmoBank sentence "None" (and any "NA", "null")
+    # is text, not NaN
+    return pd.read_csv(data_dir() / name, keep_default_na=False, na_values=[""])
 
 
 def load_wine_reviews():

@@ -1,0 +1,1000 @@
+"""Replicate the FTR comparison on Wine Reviews and EmoBank (issue 6, METHOD.md §6).
+
+Every method estimates the mean label of a data file from a human budget of ``n``
+labels; we repeat, compare with the truth and report coverage, mean interval width, RMSE,
+bias, the effective sample size and the label savings.
+
+Protocol
+--------
+Data. ``wine`` (y = points, X = description), ``emobank`` (y = valence V, the mean of
+about five readers), ``emobank_reader`` (y = one reader's rating, from
+:func:`skftr.datasets.load_emobank_reader`, ``random_state=0``). A fixed random
+*pilot hold-out* ``H`` of ``--holdout`` rows is set aside per dataset: it only measures
+the error variances of the pilot models for the scaling law (the paper's protocol: the
+law is fitted on rows outside every evaluation draw). Every draw below comes from the
+*evaluation population* ``E`` = the other rows. Truth = mean label over the whole file
+(METHOD.md §6); the metadata records how far the mean over ``E`` is from it.
+
+Fine-tuning (stage 1, cached). For each seed ``g`` a permutation ``perm_g`` of ``E`` is
+drawn; the model ``(loss, s, g)`` is a :class:`skftr.lora.LoRARegressor` fine-tuned on
+``perm_g[:s]`` (nested in ``s``; the same rows and initial weights for both losses, so
+variance and MSE are compared pairwise). It predicts the hold-out ``H`` and the rows
+``perm_g[:max(budgets) + pool]`` (every row with ``--pool 0``); the prediction vector (NaN
+elsewhere), the training rows and the fit/predict seconds are cached in
+``<cache>/<dataset>/<backbone>/<loss>/s<s>_seed<g>.npz``. A model trained on ``s`` rows
+serves every budget ``n > s``. Since ``perm_g`` is random, the predicted rows outside the
+training set are a uniformly random subset of ``E`` minus the training rows: drawing the
+rectification rows and the unlabelled set inside it keeps every estimate valid for the
+whole file, with ``m = max(budgets) + pool - n`` unlabelled units (the stated cap).
+
+Cross-fitting (stage 2, cached). For each budget ``n`` and seed ``g`` the labelled set is
+``perm_g[:n]``, cut in ``K = --folds`` consecutive folds; model ``k`` is fine-tuned
+(variance loss) on the other folds. The last fold's model has the training rows
+``perm_g[:(K-1)n/K]`` of a grid model and is reused when that size is on the grid.
+
+Zero-shot (stage 3, cached). ``benchmarks/_zeroshot.py``: SmolLM2-135M-Instruct prompted
+for a 1-5 rating, expected value over the answer tokens (``--zeroshot smollm2``), or the
+frozen-embedding anchor scorer (``--zeroshot embedding``; the ``--quick`` default).
+
+Evaluation (stage 4, numpy only). ``D = --draws`` rectification draws per model.
+For a grid model ``(loss, s, g)`` and budget ``n``: ``n - s`` rectification rows drawn
+from ``E`` minus its training rows, unlabelled set = every other row of ``E`` (no cap);
+``skftr.rectify.rectified_mean``. Methods:
+
+* ``classical``: ``n`` rows of ``E``, mean of the labels (``D x seeds`` draws).
+* ``rectify_only`` / ``rectify_only_ppipp``: the same draws, PPI / PPI++ on the
+  zero-shot predictions.
+* ``finetune_only``: MSE model on ``perm_g[:n]`` (all ``n`` labels), mean of its
+  predictions over the rest of ``E``, naive interval ``z sqrt(Var(f)/m)``; one
+  estimate per seed.
+* ``ftr_var`` / ``ftr_mse``: grid model at ``s*``, PPI. ``s*`` from the scaling law
+  (:class:`skftr.scaling.ScalingLaw`) fitted to every grid model of that loss (all
+  sizes and seeds), error variance ``Var(Y - f_s)`` measured on ``H``;
+  :func:`skftr.allocation.optimal_allocation` (``m`` = unlabelled rows,
+  ``Var(f)`` of the largest models on ``H``) gives the integer ``s*``, and the grid
+  size with the smallest projected ``V(s)`` is used (models exist on the grid only).
+* ``ftr_var_ppipp``: the same draws as ``ftr_var``, PPI++.
+* ``ftr_var_oracle``: the grid size with the smallest *measured* MSE (variance loss).
+* ``ftr_var_crossfit``: :func:`skftr.rectify.crossfit_mean` on the ``K`` fold models;
+  one estimate per seed.
+* ``ftr_var_faithful``: budget-faithful allocation (METHOD.md §5). Pilots are paid out of
+  ``n``: the grid models of seed ``g`` at the grid sizes ``<= n/5`` (training rows
+  ``perm_g[:s]``, inside the budget), their error variance measured on the next
+  ``n/10`` budget rows ``perm_g[s_p : s_p + n/10]`` (``s_p`` the largest pilot size).
+  The law fitted on them (flat when fewer than 3 sizes) and ``optimal_allocation(...,
+  n_pilot=p)`` with ``p = s_p + n/10`` choose the grid size ``s_f >= p``; the final model
+  is the grid model ``(variance, s_f, g)``, whose training rows ``perm_g[:s_f]`` contain
+  every pilot row (pilot labels reused for fine-tuning, counted in ``n``). Its ``n - s_f``
+  rectification rows are drawn as above. No extra fine-tune is needed.
+
+Caps (the defaults; all are options). The complete grid of the issue (6 sizes x 2 losses,
+cross-fitting at every budget, no unlabelled cap, SmolLM2 zero-shot) is about 400
+fine-tunes, some 15 hours on 2 CPU cores. The defaults keep every method, all datasets and
+5 seeds but fine-tune the variance loss at s in {50, 100, 200, 400, 800}, the MSE loss at
+{50, 200, 800} (enough for its scaling law and s*), cross-fit at n = 1000 only (where
+METHOD.md §5 expects it to matter; the last fold's model is the grid model s = 800), cap
+the unlabelled set at ``3000 - n`` rows, and use the embedding zero-shot scorer (SmolLM2
+costs about 0.2-0.25 s per text on 2 cores, an extra hour for the two corpora):
+about 7 hours on 2 idle CPU cores (``--plan``; wine 4 h, each EmoBank variant 1.5 h),
+minutes per dataset on a GPU. Fine-tunes are cached, so the run can be split across
+sessions (``--datasets wine``, then ``--datasets emobank emobank_reader``) and finished
+with ``--eval-only`` over all datasets; ``metadata.compute_seconds`` sums the recorded fit
+and predict times of every model used, wherever they were run.
+
+Metrics per (dataset, n, method) over all repetitions (draws x seeds): ``coverage`` of the
+``1 - alpha`` interval, ``mean_width``, ``bias`` and ``rmse`` around the truth,
+``n_eff = Var(Y) / MSE`` with ``MSE`` the empirical mean squared error around the truth
+and ``Var(Y)`` the variance of the label over the file (METHOD.md §6),
+``label_savings = 1 - n / n_eff``. Draws are without replacement from a finite file, so the
+classical mean itself has ``MSE ~ Var(Y) (1/n - 1/|E|)``; ``n_eff_fpc = 1 / (MSE/Var(Y) +
+1/|E|)`` is the classical sample size with the same MSE under that design, and
+``label_savings_fpc = 1 - n / n_eff_fpc`` (about 0 for ``classical``) is the share of
+labels saved against it at equal precision.
+
+Run (from the repository root)::
+
+    python benchmarks/replicate.py --plan          # print the plan and time estimate only
+    python benchmarks/replicate.py                 # full run (resumable from its cache)
+    python benchmarks/replicate.py --quick         # smoke run (minutes), separate outputs
+    python benchmarks/replicate.py --eval-only     # evaluate whatever is cached
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DATASETS = ("wine", "emobank", "emobank_reader")
+TASK = {"wine": "wine", "emobank": "valence", "emobank_reader": "valence"}
+CORPUS = {"wine": "wine", "emobank": "emobank", "emobank_reader": "emobank"}  # same texts
+LOSSES = ("variance", "mse")
+METHODS = ("classical", "rectify_only", "rectify_only_ppipp", "finetune_only", "ftr_mse",
+           "ftr_var", "ftr_var_ppipp", "ftr_var_oracle", "ftr_var_crossfit", "ftr_var_faithful")
+PAPER_SAVINGS_WINE = (0.45, 0.66)  # METHOD.md §6 headline, for the report only
+
+# CPU cost model for the plan, in seconds on 2 otherwise idle cores (see `measured_costs`,
+# which replaces these by the times recorded in the cache once some fine-tunes exist):
+# seconds per optimizer step of 16 texts, and per predicted text, for each corpus.
+# Measured with `torch.set_num_threads(1)` (CPU seconds, MiniLM, max_length 128, batch 16):
+# wine 1.37 s/step, 0.021 s/text; EmoBank 0.51 s/step, 0.0078 s/text; divided by 1.7 for
+# two threads. SmolLM2 zero-shot: 3.9 ms of one core per prompt token (about 110 tokens per
+# wine prompt, 85 per EmoBank prompt), same division.
+COST = {"wine": {"step": 0.80, "text": 0.012}, "emobank": {"step": 0.30, "text": 0.0046}}
+ZEROSHOT_COST = {"smollm2": {"wine": 0.25, "emobank": 0.20}, "embedding": {"wine": 0.012, "emobank": 0.005}}
+
+# Full run: the issue's protocol with the caps that keep it near the CPU budget (module
+# docstring, "Caps"); the complete grid is e.g. --sizes 25 50 100 200 400 800 --mse-sizes
+# 25 50 100 200 400 800 --crossfit-budgets 200 500 1000 --pool 0 --zeroshot smollm2.
+FULL = dict(datasets=list(DATASETS), budgets=[200, 500, 1000], sizes=[50, 100, 200, 400, 800],
+            mse_sizes=[50, 200, 800], crossfit_budgets=[1000], pool=2000,
+            seeds=[0, 1, 2, 3, 4], draws=200, holdout=500, max_rows=None, min_steps=200,
+            max_epochs=4, max_length=128, zeroshot="embedding", folds=5, min_rectify=50, alpha=0.05)
+QUICK = dict(datasets=["wine"], budgets=[100], sizes=[20, 40, 80], mse_sizes=[20, 40, 80],
+             crossfit_budgets=[100], pool=0, seeds=[0, 1], draws=50, holdout=40, max_rows=300,
+             min_steps=4, max_epochs=1, max_length=48, zeroshot="embedding", folds=5,
+             min_rectify=20, alpha=0.05)
+
+
+# ----------------------------------------------------------------------------- config
+@dataclasses.dataclass
+class Config:
+    """Settings of one run (the defaults of FULL or QUICK, overridden on the command line)."""
+
+    datasets: list
+    budgets: list
+    sizes: list
+    mse_sizes: list
+    crossfit_budgets: list
+    pool: int
+    seeds: list
+    draws: int
+    holdout: int
+    max_rows: object
+    min_steps: int
+    max_epochs: int
+    max_length: int
+    zeroshot: str
+    folds: int
+    min_rectify: int
+    alpha: float
+    backbone: str = "minilm"
+    device: str = "auto"
+    cache_dir: Path = None
+    out_dir: Path = None
+    quick: bool = False
+
+    def fit_key(self):
+        """Settings that change a fine-tuned model (they key the cache)."""
+        return {"backbone": self.backbone, "min_steps": self.min_steps, "max_epochs": self.max_epochs,
+                "max_length": self.max_length, "prediction_end": self.prediction_end(),
+                "holdout": self.holdout, "max_rows": self.max_rows}
+
+
+    def prediction_end(self):
+        """Models of seed g predict perm_g[:end] and the hold-out (None: every row)."""
+        return max(self.budgets) + self.pool if self.pool else None
+
+
+def parse_args(argv=None):
+    """Command line -> (Config, flags)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--quick", action="store_true", help="smoke run: wine, n=100, 300 rows, 2 seeds, 4 LoRA steps")
+    p.add_argument("--plan", action="store_true", help="print the plan and time estimate, then exit")
+    p.add_argument("--eval-only", action="store_true", help="no fitting: evaluate the cached models")
+    p.add_argument("--datasets", nargs="+", choices=DATASETS)
+    p.add_argument("--budgets", nargs="+", type=int)
+    p.add_argument("--sizes", nargs="+", type=int, help="fine-tuning sizes s of the grid (variance loss)")
+    p.add_argument("--mse-sizes", nargs="+", type=int, help="fine-tuning sizes s of the MSE grid")
+    p.add_argument("--crossfit-budgets", nargs="+", type=int, help="budgets with cross-fitting")
+    p.add_argument("--pool", type=int, help="unlabelled cap: models predict the first max(budgets) + "
+                   "POOL rows of their seed's permutation (0: every row)")
+    p.add_argument("--seeds", nargs="+", type=int)
+    p.add_argument("--draws", type=int, help="rectification draws per fine-tuned model")
+    p.add_argument("--holdout", type=int, help="pilot hold-out rows per dataset (scaling law)")
+    p.add_argument("--max-rows", type=int, help="use a random subset of each file (the 'file')")
+    p.add_argument("--min-steps", type=int, help="LoRARegressor min_steps")
+    p.add_argument("--max-epochs", type=int, help="LoRARegressor max_epochs")
+    p.add_argument("--max-length", type=int, help="LoRARegressor max_length (tokens)")
+    p.add_argument("--min-rectify", type=int, help="fewest rectification rows (n - s)")
+    p.add_argument("--zeroshot", choices=("smollm2", "embedding"), help="zero-shot scorer")
+    p.add_argument("--folds", type=int, help="cross-fitting folds K")
+    p.add_argument("--backbone", default="minilm", help="'minilm', 'smollm2' or a model directory")
+    p.add_argument("--device", default="auto", help="torch device ('auto': CUDA when present)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--cache-dir", type=Path, help="default benchmarks/cache/replicate[_quick]")
+    p.add_argument("--out-dir", type=Path, help="default benchmarks/results (quick: .../quick)")
+    p.add_argument("--no-plots", action="store_true")
+    args = p.parse_args(argv)
+    base = dict(QUICK if args.quick else FULL)
+    for key in base:
+        value = getattr(args, key, None)
+        if value is not None:
+            base[key] = value
+    cfg = Config(**base, backbone=args.backbone, device=args.device, quick=args.quick,
+                 cache_dir=args.cache_dir or ROOT / "benchmarks" / "cache" / (
+                     "replicate_quick" if args.quick else "replicate"),
+                 out_dir=args.out_dir or ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
+    check_config(cfg)
+    return cfg, args
+
+
+def check_config(cfg):
+    """Refuse settings that cannot give a valid run, naming the argument."""
+    if min(cfg.sizes) < 2 or min(cfg.budgets) < 2:
+        raise SystemExit("--sizes and --budgets must be integers >= 2")
+    if cfg.draws < 1 or cfg.folds < 2 or cfg.holdout < 10:
+        raise SystemExit("--draws must be >= 1, --folds >= 2, --holdout >= 10")
+    for n in cfg.budgets:
+        if not admissible_sizes(cfg, n):
+            raise SystemExit(f"budget n={n}: no grid size s with n - s >= {cfg.min_rectify}; "
+                             f"add smaller --sizes")
+    if len(set(cfg.sizes)) < 3 or len(set(cfg.mse_sizes)) < 3:
+        raise SystemExit("--sizes and --mse-sizes need at least 3 distinct values "
+                         "(the scaling law has 3 parameters)")
+    if not set(cfg.crossfit_budgets) <= set(cfg.budgets):
+        raise SystemExit("--crossfit-budgets must be among --budgets")
+    if cfg.pool < 0:
+        raise SystemExit("--pool must be >= 0")
+
+
+def admissible_sizes(cfg, n, loss="variance"):
+    """Grid sizes usable at budget n: s < n with at least min_rectify rectification rows."""
+    sizes = cfg.sizes if loss == "variance" else cfg.mse_sizes
+    return [s for s in sorted(sizes) if n - s >= cfg.min_rectify]
+
+
+def grid_sizes(cfg, loss):
+    return cfg.sizes if loss == "variance" else cfg.mse_sizes
+
+
+# ----------------------------------------------------------------------------- data
+@dataclasses.dataclass
+class Dataset:
+    name: str
+    texts: list
+    y: np.ndarray
+    holdout: np.ndarray  # pilot hold-out rows H
+    population: np.ndarray  # evaluation population E (sorted)
+
+    @property
+    def truth(self):
+        return float(self.y.mean())
+
+
+def load_dataset(name, cfg):
+    """Texts and labels of one dataset, its pilot hold-out H and evaluation population E."""
+    from skftr.datasets import load_emobank, load_emobank_reader, load_wine_reviews
+
+    if name == "wine":
+        texts, y = load_wine_reviews()
+    elif name == "emobank":
+        texts, y = load_emobank("V")
+    else:
+        texts, y, _ = load_emobank_reader("V", random_state=0)
+    rng = np.random.default_rng(np.random.SeedSequence([DATASETS.index(name), 7]))
+    if cfg.max_rows is not None and cfg.max_rows < len(y):
+        rows = np.sort(rng.choice(len(y), cfg.max_rows, replace=False))
+        texts, y = [texts[i] for i in rows], y[rows]
+    order = rng.permutation(len(y))
+    if cfg.holdout + max(cfg.budgets) >= len(y):
+        raise SystemExit(f"{name}: {len(y)} rows cannot hold {cfg.holdout} hold-out rows and "
+                         f"a budget of {max(cfg.budgets)}")
+    return Dataset(name, texts, np.asarray(y, dtype=float), np.sort(order[:cfg.holdout]),
+                   np.sort(order[cfg.holdout:]))
+
+
+def permutation(ds, seed):
+    """perm_g: the order in which seed g hands rows of E to fine-tuning (nested sets)."""
+    rng = np.random.default_rng(np.random.SeedSequence([DATASETS.index(ds.name), seed, 11]))
+    return rng.permutation(ds.population)
+
+
+# ----------------------------------------------------------------------------- fine-tunes
+@dataclasses.dataclass
+class Job:
+    """One fine-tune: its training rows and where its predictions are cached."""
+
+    dataset: str
+    loss: str
+    size: int
+    seed: int
+    train: np.ndarray
+    path: Path
+    random_state: int
+    predict: np.ndarray  # rows whose prediction is stored (the rest stays NaN)
+
+
+def model_jobs(cfg, ds):
+    """All fine-tunes a run needs for one dataset, deduplicated, ordered by seed.
+
+    Grid models (loss x size x seed), the MSE models on all ``n`` labels
+    (``finetune_only``) and the cross-fitting fold models (variance loss).
+    """
+    root = cfg.cache_dir / ds.name / backbone_tag(cfg.backbone)
+    jobs = {}
+    end = cfg.prediction_end()
+    for seed in cfg.seeds:
+        perm = permutation(ds, seed)
+        rows = np.arange(len(ds.y)) if end is None else np.sort(np.concatenate([perm[:end], ds.holdout]))
+
+        def add(loss, size, train, path):
+            state = int(np.random.SeedSequence([DATASETS.index(ds.name), seed, size]).generate_state(1)[0])
+            jobs.setdefault(path, Job(ds.name, loss, size, seed, np.sort(train), path, state, rows))
+
+        for loss in LOSSES:
+            for size in grid_sizes(cfg, loss):
+                add(loss, size, perm[:size], root / loss / f"s{size}_seed{seed}.npz")
+        for n in cfg.budgets:
+            add("mse", n, perm[:n], root / "mse" / f"s{n}_seed{seed}.npz")
+        for n in cfg.crossfit_budgets:
+            for k, (train, _) in enumerate(crossfit_folds(perm, n, cfg.folds)):
+                if k == cfg.folds - 1 and len(train) in cfg.sizes:
+                    continue  # the grid model (variance, (K-1)n/K, seed) has these rows
+                add("variance", len(train), train, root / "crossfit" / f"n{n}_seed{seed}_fold{k}.npz")
+    return sorted(jobs.values(), key=lambda j: (j.seed, j.size, j.loss))
+
+
+def fold_bounds(n, folds):
+    """Boundaries of K consecutive folds of perm[:n]."""
+    return np.linspace(0, n, folds + 1).round().astype(int)
+
+
+def crossfit_folds(perm, n, folds):
+    """(training rows, fold rows) of each fold model; folds are consecutive blocks of perm[:n]."""
+    bounds = fold_bounds(n, folds)
+    return [(np.concatenate([perm[:bounds[k]], perm[bounds[k + 1]:n]]), perm[bounds[k]:bounds[k + 1]])
+            for k in range(folds)]
+
+
+def crossfit_path(cfg, ds, n, seed, k):
+    """Cache file of fold model k (the grid file when the last fold's model is a grid model)."""
+    root = cfg.cache_dir / ds.name / backbone_tag(cfg.backbone)
+    size = int(fold_bounds(n, cfg.folds)[-2])  # training rows of the last fold's model
+    if k == cfg.folds - 1 and size in cfg.sizes:
+        return root / "variance" / f"s{size}_seed{seed}.npz"
+    return root / "crossfit" / f"n{n}_seed{seed}_fold{k}.npz"
+
+
+def backbone_tag(backbone):
+    return backbone if backbone in ("minilm", "smollm2") else Path(backbone).name
+
+
+def make_model(cfg, loss, random_state):
+    """The LoRARegressor of every fine-tune (library defaults but min_steps, max_epochs, max_length)."""
+    from skftr.lora import LoRARegressor
+
+    kwargs = {}
+    if cfg.backbone == "smollm2":
+        from skftr.backbones import smollm2_135m
+
+        kwargs["backbone"], kwargs["gguf_file"] = smollm2_135m()
+    elif cfg.backbone != "minilm":
+        kwargs["backbone"] = cfg.backbone
+    return LoRARegressor(criterion=loss, min_steps=cfg.min_steps, max_epochs=cfg.max_epochs,
+                         max_length=cfg.max_length,
+                         device=cfg.device, random_state=random_state, **kwargs)
+
+
+def finetune_stage(cfg, ds, jobs, progress=True):
+    """Stage 1+2: fit every job not in the cache; predict all rows; cache (resumable)."""
+    from tqdm.auto import tqdm
+
+    todo = [job for job in jobs if not job.path.exists()]
+    for job in tqdm(todo, desc=f"fine-tune {ds.name}", unit="model", disable=not progress or not todo):
+        start = time.perf_counter()
+        model = make_model(cfg, job.loss, job.random_state)
+        model.fit([ds.texts[i] for i in job.train], ds.y[job.train])
+        fit_seconds = time.perf_counter() - start
+        pred = np.full(len(ds.y), np.nan)
+        pred[job.predict] = model.predict([ds.texts[i] for i in job.predict])
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = job.path.with_suffix(".tmp.npz")
+        np.savez(tmp, pred=pred, train=job.train, fit_seconds=fit_seconds, steps=model_steps(model),
+                 predict_seconds=time.perf_counter() - start - fit_seconds)
+        os.replace(tmp, job.path)
+    return len(todo)
+
+
+def model_steps(model):
+    """Optimizer steps of a fitted LoRARegressor (for the cost model)."""
+    try:
+        return int(sum(len(epoch["batches"]) for epoch in model.history))
+    except (KeyError, TypeError):
+        return 0
+
+
+def unlabeled_rows(ds, pred, exclude):
+    """Rows of E with a stored prediction, minus ``exclude`` (training or labelled rows)."""
+    rows = ds.population[np.isfinite(pred[ds.population])]
+    return np.setdiff1d(rows, exclude)
+
+
+def load_pred(path):
+    """(predictions, training rows) of a cached model, or None when not fitted yet.
+
+    Predictions are NaN on the rows the model was not asked to predict (``--pool``)."""
+    if not Path(path).exists():
+        return None
+    with np.load(path) as data:
+        return data["pred"], data["train"]
+
+
+# ----------------------------------------------------------------------------- zero-shot
+def zeroshot_stage(cfg, ds, progress=True):
+    """Stage 3: zero-shot predictions of every row (cached per corpus and scorer)."""
+    from _zeroshot import zeroshot_scores
+
+    cache = cfg.cache_dir / "zeroshot" / f"{CORPUS[ds.name]}_{cfg.zeroshot}.npz"
+    backbone = None if cfg.backbone in ("minilm", "smollm2") else cfg.backbone
+    scores, seconds = zeroshot_scores(cfg.zeroshot, ds.texts, TASK[ds.name], backbone=backbone,
+                                      device=cfg.device, cache_path=cache, progress=progress)
+    return scores, seconds
+
+
+# ----------------------------------------------------------------------------- evaluation
+def draw_rows(rng, avail, k):
+    """k rows drawn without replacement from avail, and the mask of the rest of avail."""
+    pick = rng.choice(avail.size, size=k, replace=False)
+    rest = np.ones(avail.size, dtype=bool)
+    rest[pick] = False
+    return avail[pick], avail[rest]
+
+
+def rectify_draws(ds, pred, train, n, cfg, seed, methods):
+    """Rectification draws of one model at budget n: {method: (values, lows, highs)}.
+
+    ``n - s`` rows from E minus the training rows; unlabelled = every other row of E.
+    """
+    from skftr.rectify import rectified_mean
+
+    avail = unlabeled_rows(ds, pred, train)
+    k = n - len(train)
+    rng = np.random.default_rng(np.random.SeedSequence([DATASETS.index(ds.name), seed, n, len(train), 3]))
+    out = {method: np.empty((cfg.draws, 3)) for method in methods}
+    for d in range(cfg.draws):
+        rect, unl = draw_rows(rng, avail, k)
+        for method in methods:
+            est = rectified_mean(ds.y[rect], pred[rect], pred[unl], method=method, alpha=cfg.alpha)
+            out[method][d] = est.value, est.ci[0], est.ci[1]
+    return out
+
+
+def summarise(estimates, ds, n, method, s=None, seeds=(), **extra):
+    """One output record from an array of (value, low, high) rows (METHOD.md §6)."""
+    est = np.asarray(estimates, dtype=float).reshape(-1, 3)
+    truth, var_y, size = ds.truth, float(ds.y.var()), ds.population.size
+    err = est[:, 0] - truth
+    mse = float(np.mean(err ** 2))
+    n_eff = var_y / mse if mse > 0 else float("inf")
+    n_eff_fpc = 1.0 / (mse / var_y + 1.0 / size)
+    record = {
+        "dataset": ds.name, "n": int(n), "method": method, "s": s,
+        "coverage": float(np.mean((est[:, 1] <= truth) & (truth <= est[:, 2]))),
+        "mean_width": float(np.mean(est[:, 2] - est[:, 1])),
+        "rmse": float(np.sqrt(mse)), "bias": float(np.mean(err)),
+        "n_eff": float(n_eff), "label_savings": float(1 - n / n_eff),
+        "n_eff_fpc": float(n_eff_fpc), "label_savings_fpc": float(1 - n / n_eff_fpc),
+        "n_reps": int(est.shape[0]), "seeds": [int(g) for g in seeds],
+    }
+    record.update(extra)
+    return record
+
+
+def grid_stage(cfg, ds):
+    """Rectification draws of every cached grid model at every admissible budget.
+
+    Returns ``{(loss, s, n): {"ppi": (seeds x draws, 3) array, "ppi++": ..., "seeds": [...]}}``
+    and the pilot table ``{loss: [(s, seed, Var(Y - f) on H, Var(f) on H), ...]}``.
+    """
+    root = cfg.cache_dir / ds.name / backbone_tag(cfg.backbone)
+    grid, pilots = {}, {loss: [] for loss in LOSSES}
+    for loss in LOSSES:
+        methods = ("ppi", "ppi++") if loss == "variance" else ("ppi",)
+        for s in grid_sizes(cfg, loss):
+            for seed in cfg.seeds:
+                cached = load_pred(root / loss / f"s{s}_seed{seed}.npz")
+                if cached is None:
+                    continue
+                pred, train = cached
+                hold = ds.holdout
+                pilots[loss].append((s, seed, float(np.var(ds.y[hold] - pred[hold], ddof=1)),
+                                     float(np.var(pred[hold], ddof=1))))
+                for n in cfg.budgets:
+                    if s not in admissible_sizes(cfg, n, loss):
+                        continue
+                    draws = rectify_draws(ds, pred, train, n, cfg, seed, methods)
+                    cell = grid.setdefault((loss, s, n), {m: [] for m in methods} | {"seeds": []})
+                    for m in methods:
+                        cell[m].append(draws[m])
+                    cell["seeds"].append(seed)
+    for cell in grid.values():
+        for key in cell:
+            if key != "seeds":
+                cell[key] = np.concatenate(cell[key])
+    return grid, pilots
+
+
+def fit_law(pilots):
+    """ScalingLaw on (s, Var(Y - f_s)) pilot pairs; flat fallback when not identified."""
+    from skftr.scaling import ScalingLaw
+
+    sizes = [p[0] for p in pilots]
+    variances = [p[2] for p in pilots]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return ScalingLaw(n_bootstrap=0).fit(sizes, variances)
+
+
+def choose_grid_size(law, cfg, n, m, var_f, n_pilot=0, choices=None):
+    """(grid s with the smallest projected V(s), integer s* of optimal_allocation)."""
+    from skftr.allocation import optimal_allocation
+
+    try:
+        s_int = optimal_allocation(n, law, n_unlabeled=m, var_f=var_f, min_rectify=cfg.min_rectify,
+                                   n_pilot=n_pilot).n_finetune
+    except ValueError:  # the pilots leave no admissible split
+        s_int = None
+    choices = [s for s in (choices or admissible_sizes(cfg, n)) if s >= n_pilot] or [max(admissible_sizes(cfg, n))]
+    projected = {s: float(law.predict(s)) / (n - s) + var_f / m for s in choices}
+    return min(projected, key=projected.get), s_int
+
+
+def classical_and_zeroshot(cfg, ds, zeroshot):
+    """classical, rectify_only, rectify_only_ppipp on common draws of n rows of E."""
+    from skftr.rectify import rectified_mean
+
+    records = []
+    reps = cfg.draws * len(cfg.seeds)
+    end = cfg.prediction_end()
+    for n in cfg.budgets:
+        rng = np.random.default_rng(np.random.SeedSequence([DATASETS.index(ds.name), n, 5]))
+        out = {m: np.empty((reps, 3)) for m in ("classical", "ppi", "ppi++")}
+        for r in range(reps):
+            rect, unl = draw_rows(rng, ds.population, n)
+            if end is not None and unl.size > end - n:  # the same unlabelled cap as the fine-tuned models
+                unl = rng.choice(unl, end - n, replace=False)
+            for m in out:
+                est = rectified_mean(ds.y[rect], zeroshot[rect], zeroshot[unl], method=m, alpha=cfg.alpha)
+                out[m][r] = est.value, est.ci[0], est.ci[1]
+        records.append(summarise(out["classical"], ds, n, "classical", 0, cfg.seeds))
+        records.append(summarise(out["ppi"], ds, n, "rectify_only", 0, cfg.seeds, zeroshot=cfg.zeroshot))
+        records.append(summarise(out["ppi++"], ds, n, "rectify_only_ppipp", 0, cfg.seeds,
+                                 zeroshot=cfg.zeroshot))
+    return records
+
+
+def finetune_only(cfg, ds):
+    """Mean of the MSE model fitted on all n labels over the rest of E; naive interval."""
+    from scipy.stats import norm
+
+    root = cfg.cache_dir / ds.name / backbone_tag(cfg.backbone)
+    z = norm.ppf(1 - cfg.alpha / 2)
+    records = []
+    for n in cfg.budgets:
+        rows, seeds = [], []
+        for seed in cfg.seeds:
+            cached = load_pred(root / "mse" / f"s{n}_seed{seed}.npz")
+            if cached is None:
+                continue
+            pred, train = cached
+            f = pred[unlabeled_rows(ds, pred, train)]
+            half = z * f.std() / np.sqrt(f.size)
+            rows.append((f.mean(), f.mean() - half, f.mean() + half))
+            seeds.append(seed)
+        if rows:
+            records.append(summarise(rows, ds, n, "finetune_only", n, seeds))
+    return records
+
+
+def crossfit(cfg, ds):
+    """Cross-PPI with K fold models (variance loss), one estimate per (n, seed)."""
+    from skftr.rectify import crossfit_mean
+
+    records = []
+    for n in cfg.crossfit_budgets:
+        rows, seeds = [], []
+        for seed in cfg.seeds:
+            perm = permutation(ds, seed)
+            parts = crossfit_folds(perm, n, cfg.folds)
+            cached = [load_pred(crossfit_path(cfg, ds, n, seed, k)) for k in range(cfg.folds)]
+            if any(c is None for c in cached):
+                continue
+            labelled = np.concatenate([fold for _, fold in parts])
+            folds = np.concatenate([np.full(len(fold), k) for k, (_, fold) in enumerate(parts)])
+            yhat = np.concatenate([c[0][fold] for c, (_, fold) in zip(cached, parts)])
+            unl = unlabeled_rows(ds, np.sum([c[0] for c in cached], axis=0), labelled)
+            est = crossfit_mean(ds.y[labelled], yhat, folds, np.stack([c[0][unl] for c in cached]),
+                                method="ppi", alpha=cfg.alpha)
+            rows.append((est.value, est.ci[0], est.ci[1]))
+            seeds.append(seed)
+        if rows:
+            records.append(summarise(rows, ds, n, "ftr_var_crossfit", n, seeds, folds=cfg.folds))
+    return records
+
+
+def faithful(cfg, ds, grid):
+    """Budget-faithful s* per (n, seed) from pilots inside the budget; see the module docstring."""
+    root = cfg.cache_dir / ds.name / backbone_tag(cfg.backbone)
+    records, choices = [], {}
+    for n in cfg.budgets:
+        pilot_sizes = [s for s in sorted(cfg.sizes) if s <= n // 5] or [min(cfg.sizes)]
+        s_p, h = max(pilot_sizes), max(n // 10, 2)
+        rows, seeds, chosen = [], [], []
+        for seed in cfg.seeds:
+            perm = permutation(ds, seed)
+            hold = perm[s_p:s_p + h]
+            cached = [load_pred(root / "variance" / f"s{s}_seed{seed}.npz") for s in pilot_sizes]
+            if any(c is None for c in cached):
+                continue
+            pilots = [(s, seed, float(np.var(ds.y[hold] - c[0][hold], ddof=1)),
+                       float(np.var(c[0][hold], ddof=1))) for s, c in zip(pilot_sizes, cached)]
+            law = fit_law(pilots)
+            m = unlabeled_rows(ds, cached[-1][0], perm[:n]).size
+            s_f, _ = choose_grid_size(law, cfg, n, m, pilots[-1][3], n_pilot=s_p + h)
+            cell = grid.get(("variance", s_f, n))
+            if cell is None or seed not in cell["seeds"]:
+                continue
+            i = cell["seeds"].index(seed)
+            rows.append(cell["ppi"][i * cfg.draws:(i + 1) * cfg.draws])
+            seeds.append(seed)
+            chosen.append(s_f)
+        if rows:
+            s_mode = max(set(chosen), key=chosen.count)
+            records.append(summarise(np.concatenate(rows), ds, n, "ftr_var_faithful", s_mode, seeds,
+                                     s_by_seed=chosen, n_pilot=s_p + h, pilot_sizes=pilot_sizes))
+            choices[n] = chosen
+    return records
+
+
+def evaluate(cfg, ds, zeroshot):
+    """Stage 4: every method's record for one dataset, plus the V(s) grid and the laws.
+
+    Uses whatever is cached (seeds without a model are left out and listed in ``seeds``).
+    """
+    grid, pilots = grid_stage(cfg, ds)
+    records = classical_and_zeroshot(cfg, ds, zeroshot)
+    records += finetune_only(cfg, ds)
+    laws, grid_records = {}, []
+    for (loss, s, n), cell in sorted(grid.items()):
+        grid_records.append(summarise(cell["ppi"], ds, n, f"grid_{loss}", s, cell["seeds"]))
+    m_by_n = {n: min(cfg.prediction_end() or ds.population.size, ds.population.size) - n
+              for n in cfg.budgets}
+    for loss in LOSSES:
+        if len({p[0] for p in pilots[loss]}) < 3:
+            continue
+        law = fit_law(pilots[loss])
+        top = max(p[0] for p in pilots[loss])
+        var_f = float(np.mean([p[3] for p in pilots[loss] if p[0] == top]))
+        laws[loss] = {"a": law.a_, "alpha": law.alpha_, "b": law.b_, "r2": law.r2_,
+                      "identified": bool(law.identified_), "var_f": var_f,
+                      "pilots": [list(p) for p in pilots[loss]], "s_star": {}}
+        method = "ftr_var" if loss == "variance" else "ftr_mse"
+        for n in cfg.budgets:
+            s_grid, s_int = choose_grid_size(law, cfg, n, m_by_n[n], var_f,
+                                             choices=admissible_sizes(cfg, n, loss))
+            laws[loss]["s_star"][str(n)] = {"integer": s_int, "grid": s_grid}
+            cell = grid.get((loss, s_grid, n))
+            if cell is None:
+                continue
+            records.append(summarise(cell["ppi"], ds, n, method, s_grid, cell["seeds"], s_star_law=s_int))
+            if loss == "variance":
+                records.append(summarise(cell["ppi++"], ds, n, "ftr_var_ppipp", s_grid, cell["seeds"],
+                                         s_star_law=s_int))
+    for n in cfg.budgets:
+        cells = {s: c for (loss, s, nn), c in grid.items() if loss == "variance" and nn == n}
+        if cells:
+            best = min(cells, key=lambda s: np.mean((cells[s]["ppi"][:, 0] - ds.truth) ** 2))
+            records.append(summarise(cells[best]["ppi"], ds, n, "ftr_var_oracle", best, cells[best]["seeds"]))
+    records += crossfit(cfg, ds)
+    records += faithful(cfg, ds, grid)
+    order = {m: i for i, m in enumerate(METHODS)}
+    records.sort(key=lambda r: (r["n"], order[r["method"]]))
+    return records, grid_records, laws
+
+
+# ----------------------------------------------------------------------------- plan
+def measured_costs(cfg):
+    """Per-step and per-text seconds from the fine-tunes already in the cache (else COST)."""
+    costs = {corpus: dict(values) for corpus, values in COST.items()}
+    for corpus in costs:
+        steps, fit, texts, pred = 0, 0.0, 0, 0.0
+        for name in [d for d in DATASETS if CORPUS[d] == corpus]:
+            for path in (cfg.cache_dir / name / backbone_tag(cfg.backbone)).glob("*/*.npz"):
+                with np.load(path) as data:
+                    if "steps" in data:
+                        steps += int(data["steps"])
+                        fit += float(data["fit_seconds"])
+                        texts += int(np.isfinite(data["pred"]).sum())
+                        pred += float(data["predict_seconds"])
+        if steps and texts:
+            costs[corpus] = {"step": fit / steps, "text": pred / texts, "measured": True}
+    return costs
+
+
+def lora_steps(size, min_steps, batch_size=16, max_epochs=4):
+    """Optimizer steps of LoRARegressor.fit: max(max_epochs, ceil(min_steps / batches)) epochs."""
+    batches = int(np.ceil(size / batch_size))
+    return max(max_epochs, int(np.ceil(min_steps / batches))) * batches
+
+
+def plan(cfg, datasets):
+    """Fine-tunes still to run and their estimated CPU time; printed at start (--plan)."""
+    costs = measured_costs(cfg)
+    lines, total = [], 0.0
+    for ds in datasets:
+        jobs = model_jobs(cfg, ds)
+        todo = [j for j in jobs if not j.path.exists()]
+        cost = costs[CORPUS[ds.name]]
+        steps = sum(lora_steps(j.size, cfg.min_steps, max_epochs=cfg.max_epochs) for j in todo)
+        texts = sum(j.predict.size for j in todo)
+        seconds = steps * cost["step"] + texts * cost["text"]
+        zs_cache = cfg.cache_dir / "zeroshot" / f"{CORPUS[ds.name]}_{cfg.zeroshot}.npz"
+        zs = 0.0 if zs_cache.exists() or (ds.name == "emobank_reader" and "emobank" in cfg.datasets) \
+            else len(ds.y) * ZEROSHOT_COST[cfg.zeroshot][CORPUS[ds.name]]
+        total += seconds + zs
+        lines.append(f"  {ds.name:15s} rows {len(ds.y):6d} (E {ds.population.size}, H {ds.holdout.size}): "
+                     f"{len(jobs)} fine-tunes ({len(todo)} to run, {steps} steps, "
+                     f"{texts} predicted texts) ~ {seconds / 3600:.2f} h; "
+                     f"zero-shot {cfg.zeroshot} ~ {zs / 3600:.2f} h")
+    source = "measured in the cache" if any(c.get("measured") for c in costs.values()) else \
+        "benchmarks/replicate.py COST (2 idle CPU cores)"
+    header = (f"plan: datasets {cfg.datasets}, budgets {cfg.budgets}, sizes {cfg.sizes} (variance), "
+              f"{cfg.mse_sizes} (MSE), seeds {cfg.seeds}, {cfg.draws} draws per model, K = {cfg.folds} "
+              f"at n in {cfg.crossfit_budgets}, unlabelled cap "
+              f"{'none' if not cfg.pool else f'{cfg.prediction_end()} - n rows'}, backbone {cfg.backbone}, "
+              f"min_steps {cfg.min_steps}, max_length {cfg.max_length}, zero-shot {cfg.zeroshot}")
+    text = "\n".join([header, *lines,
+                      f"  estimated total {total / 3600:.2f} h on CPU (costs: {source}); "
+                      "evaluation adds minutes"])
+    return text, total
+
+
+# ----------------------------------------------------------------------------- outputs
+def write_json(cfg, records, grid_records, laws, meta, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"metadata": meta, "records": records, "grid": grid_records, "scaling_laws": laws}
+    path.write_text(json.dumps(payload, indent=1, default=float))
+
+
+def markdown(cfg, records, meta, laws):
+    """The Markdown section for RESULTS.md: settings, one table per dataset, the checks."""
+    fmt = lambda v, p=3: "—" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
+    out = ["## Replication of the FTR comparison (issue 6)", "",
+           f"Command: `{meta['command']}`  ", f"Wall time: {meta['wall_seconds'] / 60:.1f} min "
+           f"(fine-tuning and prediction time recorded for the models used: "
+           f"{sum(meta['compute_seconds'].values()) / 60:.1f} min) on {meta['device']}; backbone {cfg.backbone}; zero-shot {cfg.zeroshot}; "
+           f"seeds {cfg.seeds}; {cfg.draws} rectification draws per model; K = {cfg.folds}; "
+           f"pilot hold-out {cfg.holdout} rows; LoRA min_steps {cfg.min_steps}, "
+           f"max_length {cfg.max_length}.", "",
+           "Coverage of the 95% interval, mean width, RMSE and bias around the mean of the whole file; "
+           "n_eff = Var(Y)/MSE; savings = 1 - n/n_eff; savings (FPC) against the classical mean drawn "
+           "without replacement from the same file (see benchmarks/README.md).", ""]
+    for name in cfg.datasets:
+        rows = [r for r in records if r["dataset"] == name]
+        if not rows:
+            continue
+        out += [f"### {name}", "", "| n | method | s | coverage | mean width | RMSE | bias | n_eff | "
+                "savings | savings (FPC) | reps |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            out.append(f"| {r['n']} | {r['method']} | {fmt(r['s'])} | {r['coverage']:.3f} | "
+                       f"{r['mean_width']:.4g} | {r['rmse']:.4g} | {r['bias']:+.4f} | {r['n_eff']:.0f} | "
+                       f"{100 * r['label_savings']:.0f}% | {100 * r['label_savings_fpc']:.0f}% | {r['n_reps']} |")
+        for loss, law in laws.get(name, {}).items():
+            out.append(f"\nScaling law ({loss} loss, pilots on the hold-out): sigma^2(s) = "
+                       f"{law['a']:.4g} s^-{law['alpha']:.3g} + {law['b']:.4g} (R^2 {law['r2']:.2f}); "
+                       f"s* by budget: " + ", ".join(f"n={n}: {v['integer']} (grid {v['grid']})"
+                                                     for n, v in law["s_star"].items()))
+        out.append("")
+    out += ["### Against the issue's reference points", ""] + checks(cfg, records)
+    return "\n".join(out) + "\n"
+
+
+def checks(cfg, records):
+    """Measured statements about the issue's reference points (no threshold is tuned)."""
+    get = lambda name, n, method: next((r for r in records if (r["dataset"], r["n"], r["method"])
+                                        == (name, n, method)), None)
+    lines = []
+    for name in cfg.datasets:
+        for n in cfg.budgets:
+            var = get(name, n, "ftr_var")
+            if var is None:
+                continue
+            parts = [f"coverage {var['coverage']:.3f} ({'>=' if var['coverage'] >= 0.93 else '<'} 0.93)"]
+            for other in ("ftr_mse", "finetune_only", "rectify_only"):
+                r = get(name, n, other)
+                if r is not None:
+                    parts.append(f"width {var['mean_width']:.3g} vs {other} {r['mean_width']:.3g}")
+            oracle = get(name, n, "ftr_var_oracle")
+            if oracle is not None:
+                ratio = (var["rmse"] / oracle["rmse"]) ** 2
+                parts.append(f"MSE at s*={var['s']} / oracle s={oracle['s']}: {ratio:.2f} "
+                             f"({'within' if ratio <= 1.1 else 'beyond'} 10%)")
+            parts.append(f"savings {100 * var['label_savings']:.0f}% (FPC {100 * var['label_savings_fpc']:.0f}%)")
+            cross = get(name, n, "ftr_var_crossfit")
+            if cross is not None:
+                parts.append(f"cross-fit savings {100 * cross['label_savings']:.0f}%")
+            if name == "wine":
+                parts.append(f"paper {100 * PAPER_SAVINGS_WINE[0]:.0f}-{100 * PAPER_SAVINGS_WINE[1]:.0f}%")
+            lines.append(f"- {name}, n={n}, ftr_var: " + "; ".join(parts))
+    return lines
+
+
+def plots(cfg, records, grid_records, laws, population, out_dir):
+    """PNG: scaling law per dataset; V(s) with s* and measured MSE; coverage and width per method.
+
+    ``population``: {dataset: rows of E}, for the ``Var(f)/m`` term of the projected V(s).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name in cfg.datasets:
+        if name not in laws or not laws[name]:
+            continue
+        fig, axes = plt.subplots(1, 1 + len(cfg.budgets), figsize=(4.2 * (1 + len(cfg.budgets)), 3.6))
+        ax = axes[0]
+        grid_s = np.geomspace(min(cfg.sizes) / 1.3, max(cfg.sizes) * 1.3, 100)
+        for c, (loss, law) in enumerate(laws[name].items()):
+            pts = np.array([p[:3] for p in law["pilots"]])
+            ax.scatter(pts[:, 0], pts[:, 2], s=12, color=f"C{c}", alpha=0.6)
+            ax.plot(grid_s, law["a"] * grid_s ** -law["alpha"] + law["b"], color=f"C{c}",
+                    label=f"{loss}: {law['a']:.3g} s^-{law['alpha']:.2f} + {law['b']:.3g}")
+        ax.set(xscale="log", xlabel="fine-tuning labels s", ylabel="Var(Y - f_s) on hold-out",
+               title=f"{name}: scaling law")
+        ax.legend(fontsize=7)
+        law = laws[name].get("variance")
+        for ax, n in zip(axes[1:], cfg.budgets):
+            cells = [g for g in grid_records if g["dataset"] == name and g["n"] == n]
+            for c, loss in enumerate(LOSSES):
+                pts = sorted((g["s"], g["rmse"] ** 2) for g in cells if g["method"] == f"grid_{loss}")
+                if pts:
+                    ax.plot(*zip(*pts), "o", color=f"C{c}", label=f"measured MSE ({loss})")
+            if law is not None:
+                s = np.arange(min(cfg.sizes), n - cfg.min_rectify + 1)
+                m = min(cfg.prediction_end() or population[name], population[name]) - n
+                v = (law["a"] * s ** -law["alpha"] + law["b"]) / (n - s) + law["var_f"] / m
+                ax.plot(s, v, color="C0", label="projected V(s) (variance)")
+                star = law["s_star"].get(str(n))
+                if star:
+                    ax.axvline(star["grid"], color="C3", linestyle="--", label=f"s* grid = {star['grid']}")
+            oracle = next((r for r in records if (r["dataset"], r["n"], r["method"]) ==
+                           (name, n, "ftr_var_oracle")), None)
+            if oracle:
+                ax.axvline(oracle["s"], color="k", linestyle=":", label=f"oracle s = {oracle['s']}")
+            ax.set(xscale="log", yscale="log", xlabel="s", title=f"{name}, n = {n}: V(s)")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out_dir / f"replication_law_{name}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    methods = [m for m in METHODS if any(r["method"] == m for r in records)]
+    fig, axes = plt.subplots(2, len(cfg.datasets), figsize=(5.5 * len(cfg.datasets), 7), squeeze=False)
+    for j, name in enumerate(cfg.datasets):
+        for b, n in enumerate(cfg.budgets):
+            rows = {r["method"]: r for r in records if r["dataset"] == name and r["n"] == n}
+            x = np.arange(len(methods)) + (b - (len(cfg.budgets) - 1) / 2) * 0.8 / len(cfg.budgets)
+            axes[0, j].bar(x, [rows[m]["coverage"] if m in rows else np.nan for m in methods],
+                           width=0.8 / len(cfg.budgets), label=f"n = {n}")
+            axes[1, j].bar(x, [rows[m]["mean_width"] if m in rows else np.nan for m in methods],
+                           width=0.8 / len(cfg.budgets), label=f"n = {n}")
+        axes[0, j].axhline(1 - cfg.alpha, color="k", linestyle="--", linewidth=1)
+        axes[0, j].set(title=f"{name}: coverage", ylim=(0, 1.02))
+        axes[1, j].set(title=f"{name}: mean interval width", yscale="log")
+        for ax in axes[:, j]:
+            ax.set_xticks(np.arange(len(methods)), methods, rotation=60, ha="right", fontsize=7)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out_dir / "replication_coverage_width.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return paths + [path]
+
+
+# ----------------------------------------------------------------------------- main
+def device_name(device):
+    import platform
+
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def check_cache_config(cfg):
+    """The cache dir is keyed by the fine-tuning settings: refuse to mix two settings."""
+    cfg.cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cfg.cache_dir / "config.json"
+    key = cfg.fit_key()
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored != key:
+            raise SystemExit(f"cache {cfg.cache_dir} holds fine-tunes made with {stored}, "
+                             f"this run uses {key}: pass another --cache-dir")
+    else:
+        path.write_text(json.dumps(key))
+
+
+def main(argv=None):
+    """Run the stages (or only print the plan); returns the records (None for --plan)."""
+    cfg, args = parse_args(argv)
+    import torch
+
+    threads = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return run(cfg, args, argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run(cfg, args, argv):
+    """Stages 1-4 dataset by dataset; the outputs are rewritten after each dataset."""
+    start = time.perf_counter()
+    datasets = [load_dataset(name, cfg) for name in cfg.datasets]
+    check_cache_config(cfg)
+    text, estimate = plan(cfg, datasets)
+    print(text, flush=True)
+    if args.plan:
+        return None
+    records, grid_records, laws, zs_seconds, compute, fitted, done = [], [], {}, {}, {}, 0, []
+    for ds in datasets:
+        jobs = model_jobs(cfg, ds)
+        if not args.eval_only:
+            fitted += finetune_stage(cfg, ds, jobs)
+        compute[ds.name] = cached_seconds(jobs)
+        zeroshot, zs_seconds[ds.name] = zeroshot_stage(cfg, ds)
+        recs, grid_recs, laws[ds.name] = evaluate(cfg, ds, zeroshot)
+        records += recs
+        grid_records += grid_recs
+        done.append(ds)
+        meta = {
+            "command": "python benchmarks/replicate.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "wall_seconds": time.perf_counter() - start, "estimated_seconds_at_start": estimate,
+            "fine_tunes_run": fitted, "compute_seconds": compute, "device": device_name(cfg.device),
+            "zeroshot_seconds": zs_seconds, "datasets_done": [d.name for d in done],
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
+            "truth": {d.name: {"file_mean": d.truth, "population_mean": float(d.y[d.population].mean()),
+                               "var_y": float(d.y.var()), "rows": len(d.y),
+                               "population_rows": int(d.population.size)} for d in done},
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        }
+        write_json(cfg, records, grid_records, laws, meta, cfg.out_dir / "replication.json")
+        (cfg.out_dir / "replication.md").write_text(markdown(cfg, records, meta, laws))
+    if not args.no_plots:
+        plots(cfg, records, grid_records, laws, {d.name: d.population.size for d in datasets}, cfg.out_dir)
+    print(f"wrote {cfg.out_dir / 'replication.json'} and replication.md; wall time "
+          f"{meta['wall_seconds'] / 60:.1f} min ({fitted} fine-tunes run; cached models' compute "
+          f"{sum(compute.values()) / 60:.1f} min)", flush=True)
+    print((cfg.out_dir / "replication.md").read_text(), flush=True)
+    return records
+
+
+def cached_seconds(jobs):
+    """Sum of the recorded fit + predict seconds of the cached models among ``jobs``."""
+    total = 0.0
+    for job in jobs:
+        if job.path.exists():
+            with np.load(job.path) as data:
+                total += float(data["fit_seconds"]) + float(data["predict_seconds"])
+    return total
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Shared input checks for :mod:`skftr.rectify` (numpy only).
+
+Every public function of the package validates its arguments through these
+helpers, so that bad input always raises a ``ValueError`` or ``TypeError``
+naming the offending argument.
+"""
+from collections.abc import Iterable
+from numbers import Real
+
+import numpy as np
+
+_NUMERIC_KINDS = "biuf"  # bool, signed int, unsigned int, float
+
+
+def check_alpha(alpha, name="alpha"):
+    """Return ``alpha`` as a float strictly inside (0, 1)."""
+    if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, Real):
+        raise TypeError(f"{name} must be a real number in (0, 1), got {alpha!r}")
+    alpha = float(alpha)
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"{name} must be in the open interval (0, 1), got {alpha!r}")
+    return alpha
+
+
+def check_method(method, allowed):
+    """Return ``method`` if it is one of ``allowed`` (a tuple of strings)."""
+    if not isinstance(method, str) or method not in allowed:
+        raise ValueError(f"method must be one of {', '.join(map(repr, allowed))}; got {method!r}")
+    return method
+
+
+def _numeric(x, name):
+    """``np.asarray(x)`` with a numeric dtype; no copy for numeric arrays."""
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got a string")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a numeric array ({exc})") from None
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a numeric array, got non-numeric objects") from None
+    if arr.dtype.kind not in _NUMERIC_KINDS:
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def check_finite(arr, name):
+    """Raise ``ValueError`` naming ``name`` if ``arr`` holds NaN or inf."""
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def as_1d(x, name, *, min_len=2, float64=True, finite=True):
+    """Validate a 1-d numeric array.
+
+    ``float64=True`` converts to float64 (no copy when it already is);
+    ``float64=False`` keeps any float dtype as given (used for the large
+    unlabelled array, which is checked chunk by chunk elsewhere).
+    """
+    arr = _numeric(x, name)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
+    if arr.shape[0] < min_len:
+        raise ValueError(f"{name} needs at least {min_len} values, got {arr.shape[0]}")
+    if float64 or arr.dtype.kind != "f":
+        arr = np.asarray(arr, dtype=np.float64)
+    if finite:
+        check_finite(arr, name)
+    return arr
+
+
+def as_2d(x, name, *, min_len=2):
+    """Validate a 2-d numeric float64 design matrix (a 1-d array is one column)."""
+    arr = _numeric(x, name)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-dimensional (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[0] < min_len:
+        raise ValueError(f"{name} needs at least {min_len} rows, got {arr.shape[0]}")
+    if arr.shape[1] < 1:
+        raise ValueError(f"{name} needs at least one column")
+    arr = np.asarray(arr, dtype=np.float64)
+    check_finite(arr, name)
+    return arr
+
+
+def check_same_length(**arrays):
+    """Raise ``ValueError`` unless all arrays have the same first dimension."""
+    names = list(arrays)
+    first = names[0]
+    for name in names[1:]:
+        if arrays[name].shape[0] != arrays[first].shape[0]:
+            raise ValueError(
+                f"{name} has {arrays[name].shape[0]} rows but {first} has "
+                f"{arrays[first].shape[0]}; they must have the same length"
+            )
+
+
+def is_chunked(x):
+    """True when ``x`` is an iterable of 1-d chunks rather than one array.
+
+    Arrays, array-likes (``__array__``) and lists/tuples of numbers are single
+    arrays; generators, iterators, and lists/tuples of arrays are chunks.
+    """
+    if isinstance(x, (np.ndarray, str, bytes)) or hasattr(x, "__array__"):
+        return False
+    if isinstance(x, (list, tuple)):
+        return any(np.ndim(el) > 0 for el in x)
+    return isinstance(x, Iterable)

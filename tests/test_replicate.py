@@ -1,0 +1,101 @@
+"""Smoke test of the replication program ``benchmarks/replicate.py`` (issue 6).
+
+The default test runs ``--quick`` end to end (fine-tunes, cross-fitting, zero-shot,
+evaluation, JSON, Markdown, plots) with the tiny random BERT of ``conftest.py`` as the
+backbone, so it takes seconds of compute; the slow test runs the real ``--quick`` (MiniLM).
+Both write to a temporary directory, never to ``benchmarks/results``.
+"""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "replicate.py"
+FIELDS = {"dataset", "n", "method", "s", "coverage", "mean_width", "rmse", "n_eff", "label_savings",
+          "n_reps", "bias", "seeds", "n_eff_fpc", "label_savings_fpc"}
+
+
+@pytest.fixture(scope="module")
+def replicate():
+    spec = importlib.util.spec_from_file_location("replicate", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _check_outputs(module, out, n_seeds=2):
+    payload = json.loads((out / "replication.json").read_text())
+    records = payload["records"]
+    methods = {r["method"] for r in records}
+    assert methods == set(module.METHODS)
+    for r in records:
+        assert FIELDS <= set(r), r["method"]
+        assert r["dataset"] == "wine" and r["n"] == 100
+        assert 0.0 <= r["coverage"] <= 1.0
+        assert r["mean_width"] > 0 and r["rmse"] > 0 and r["n_reps"] >= 1
+        assert np.isclose(r["label_savings"], 1 - r["n"] / r["n_eff"])
+        assert r["seeds"] and set(r["seeds"]) <= set(range(n_seeds))
+    by = {r["method"]: r for r in records}
+    # classical: labels only, the interval's nominal level and no savings against itself
+    assert by["classical"]["n_reps"] == payload["metadata"]["config"]["draws"] * n_seeds
+    assert by["classical"]["coverage"] > 0.8
+    assert abs(by["classical"]["label_savings_fpc"]) < 0.5
+    # one estimate per seed for the methods that use all n labels at once
+    assert by["finetune_only"]["n_reps"] == n_seeds and by["ftr_var_crossfit"]["n_reps"] == n_seeds
+    assert by["ftr_var"]["s"] in (20, 40, 80) and by["ftr_var_oracle"]["s"] in (20, 40, 80)
+    assert payload["metadata"]["wall_seconds"] > 0
+    assert "| ftr_var |" in (out / "replication.md").read_text()
+    return payload
+
+
+def test_quick_runs_end_to_end_and_resumes(replicate, tiny_bert_dir, tmp_path, capsys):
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    argv = ["--quick", "--threads", "1", "--backbone", tiny_bert_dir, "--cache-dir", str(cache), "--out-dir", str(out)]
+    replicate.main(argv)
+    first = _check_outputs(replicate, out)
+    assert first["metadata"]["fine_tunes_run"] > 0
+    assert (out / "replication_coverage_width.png").stat().st_size > 0
+    assert (out / "replication_law_wine.png").stat().st_size > 0
+    assert "plan:" in capsys.readouterr().out
+
+    # resumed from the cache: nothing is fitted again and the numbers are identical
+    replicate.main(argv + ["--no-plots"])
+    second = _check_outputs(replicate, out)
+    assert second["metadata"]["fine_tunes_run"] == 0
+    assert second["records"] == first["records"]
+
+    # a cache made with other fine-tuning settings is refused
+    with pytest.raises(SystemExit, match="cache"):
+        replicate.main(argv + ["--min-steps", "9", "--plan"])
+
+
+def test_plan_and_bad_arguments(replicate, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    assert replicate.main(["--plan", "--cache-dir", str(cache), "--out-dir", str(tmp_path)]) is None
+    text = capsys.readouterr().out
+    assert "estimated total" in text and "emobank_reader" in text
+    assert not (tmp_path / "replication.json").exists()
+    with pytest.raises(SystemExit, match="budget n=60"):
+        replicate.main(["--plan", "--budgets", "60", "--cache-dir", str(cache)])
+    with pytest.raises(SystemExit, match="at least 3"):
+        replicate.main(["--plan", "--sizes", "25", "50", "--cache-dir", str(cache)])
+
+
+def test_crossfit_folds_partition_the_budget(replicate):
+    perm = np.random.default_rng(0).permutation(1000)
+    parts = replicate.crossfit_folds(perm, 500, 5)
+    folds = np.concatenate([fold for _, fold in parts])
+    assert np.array_equal(np.sort(folds), np.sort(perm[:500]))
+    for train, fold in parts:
+        assert len(train) == 400 and not set(train) & set(fold)
+    # the last fold's model is the grid model on perm[:400]
+    assert np.array_equal(parts[-1][0], perm[:400])
+
+
+@pytest.mark.slow
+def test_quick_with_minilm(replicate, tmp_path):
+    out = tmp_path / "out"
+    replicate.main(["--quick", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(out)])
+    _check_outputs(replicate, out)
