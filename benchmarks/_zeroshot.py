@@ -15,6 +15,7 @@ mapped to the label scale by fixed, published anchors (never by labels):
 Both cache their scores in a ``.npz`` keyed by the SHA-1 of each text, written every few
 batches, so an interrupted run resumes.
 """
+
 import hashlib
 import os
 import time
@@ -29,26 +30,34 @@ import numpy as np
 TASKS = {
     "wine": {
         "system": "You are a wine critic.",
-        "prompt": ("Rate the wine described in this review on a scale from 1 to 5 "
-                   "(1 = acceptable, 2 = good, 3 = very good, 4 = excellent, 5 = superb). "
-                   "Answer with one digit.\nReview: {text}"),
-        "anchors": ["An acceptable, simple wine with few flaws.",
-                    "A good, pleasant everyday wine.",
-                    "A very good wine with fine fruit and balance.",
-                    "An excellent wine, complex, concentrated and long.",
-                    "A superb, classic wine of extraordinary depth and finesse."],
+        "prompt": (
+            "Rate the wine described in this review on a scale from 1 to 5 "
+            "(1 = acceptable, 2 = good, 3 = very good, 4 = excellent, 5 = superb). "
+            "Answer with one digit.\nReview: {text}"
+        ),
+        "anchors": [
+            "An acceptable, simple wine with few flaws.",
+            "A good, pleasant everyday wine.",
+            "A very good wine with fine fruit and balance.",
+            "An excellent wine, complex, concentrated and long.",
+            "A superb, classic wine of extraordinary depth and finesse.",
+        ],
         "values": [81.0, 84.5, 88.0, 91.5, 97.0],
     },
     "valence": {
         "system": "You rate the emotions expressed in sentences.",
-        "prompt": ("How positive or negative is the feeling expressed in this sentence, on a "
-                   "scale from 1 to 5 (1 = very negative, 3 = neutral, 5 = very positive)? "
-                   "Answer with one digit.\nSentence: {text}"),
-        "anchors": ["This is terrible, awful and heartbreaking.",
-                    "This is sad and disappointing.",
-                    "This is a plain neutral statement.",
-                    "This is nice and pleasant.",
-                    "This is wonderful, joyful and delightful."],
+        "prompt": (
+            "How positive or negative is the feeling expressed in this sentence, on a "
+            "scale from 1 to 5 (1 = very negative, 3 = neutral, 5 = very positive)? "
+            "Answer with one digit.\nSentence: {text}"
+        ),
+        "anchors": [
+            "This is terrible, awful and heartbreaking.",
+            "This is sad and disappointing.",
+            "This is a plain neutral statement.",
+            "This is nice and pleasant.",
+            "This is wonderful, joyful and delightful.",
+        ],
         "values": [1.0, 2.0, 3.0, 4.0, 5.0],
     },
 }
@@ -73,8 +82,11 @@ class _ScoreCache:
     def save(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, hashes=np.array(list(self.scores), dtype="U40"),
-                 scores=np.array(list(self.scores.values()), dtype=float))
+        np.savez(
+            tmp,
+            hashes=np.array(list(self.scores), dtype="U40"),
+            scores=np.array(list(self.scores.values()), dtype=float),
+        )
         os.replace(tmp, self.path)
 
 
@@ -95,7 +107,7 @@ def _run_cached(texts, cache_path, score_batch, order, batch_size, desc, progres
     todo = [i for i in order if hashes[i] not in cache.scores]
     with tqdm(total=len(todo), desc=desc, unit="text", disable=not progress or not todo) as bar:
         for b, start in enumerate(range(0, len(todo), batch_size)):
-            rows = todo[start:start + batch_size]
+            rows = todo[start : start + batch_size]
             for i, value in zip(rows, score_batch([texts[i] for i in rows])):
                 cache.scores[hashes[i]] = float(value)
             bar.update(len(rows))
@@ -106,8 +118,9 @@ def _run_cached(texts, cache_path, score_batch, order, batch_size, desc, progres
     return np.array([cache.scores[h] for h in hashes], dtype=float)
 
 
-def smollm2_scores(texts, task, *, device="auto", batch_size=16, cache_path=None, progress=True,
-                   max_length=256):
+def smollm2_scores(
+    texts, task, *, device="auto", batch_size=16, cache_path=None, progress=True, max_length=256
+):
     """Expected rating of SmolLM2-135M-Instruct over the answer tokens "1".."5".
 
     Parameters
@@ -136,14 +149,20 @@ def smollm2_scores(texts, task, *, device="auto", batch_size=16, cache_path=None
     spec = TASKS[task]
     device = _device(device)
     directory, gguf = smollm2_135m()
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         tok = AutoTokenizer.from_pretrained(directory, gguf_file=gguf)
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf,
-                                                     dtype=torch.float32).to(device).eval()
+        model = (
+            AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf, dtype=torch.float32)
+            .to(device)
+            .eval()
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     digits = [tok.convert_tokens_to_ids(str(d)) for d in range(1, 6)]
     if any(i is None or i == tok.unk_token_id for i in digits):
         raise ValueError("the SmolLM2 tokenizer has no single-token digits 1..5")
@@ -152,8 +171,10 @@ def smollm2_scores(texts, task, *, device="auto", batch_size=16, cache_path=None
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
     def encode(text):
-        messages = [{"role": "system", "content": spec["system"]},
-                    {"role": "user", "content": spec["prompt"].format(text=text)}]
+        messages = [
+            {"role": "system", "content": spec["system"]},
+            {"role": "user", "content": spec["prompt"].format(text=text)},
+        ]
         ids = tok.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]
@@ -161,7 +182,7 @@ def smollm2_scores(texts, task, *, device="auto", batch_size=16, cache_path=None
         if len(ids) > max_length:  # cut the review, keep the answer cue at the end
             cut = len(ids) - max_length
             tail = 12
-            ids = ids[: len(ids) - tail - cut] + ids[len(ids) - tail:]
+            ids = ids[: len(ids) - tail - cut] + ids[len(ids) - tail :]
         return ids
 
     def score_batch(batch):
@@ -170,23 +191,34 @@ def smollm2_scores(texts, task, *, device="auto", batch_size=16, cache_path=None
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
         mask = torch.zeros((len(ids), width), dtype=torch.long)
         for i, row in enumerate(ids):  # right padding: positions stay 0..len-1
-            input_ids[i, :len(row)] = torch.tensor(row)
-            mask[i, :len(row)] = 1
+            input_ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
         with torch.inference_mode():
-            hidden = model.model(input_ids=input_ids.to(device),
-                                 attention_mask=mask.to(device)).last_hidden_state
+            hidden = model.model(
+                input_ids=input_ids.to(device), attention_mask=mask.to(device)
+            ).last_hidden_state
             last = hidden[torch.arange(len(ids)), mask.sum(1).to(device) - 1]
             probs = torch.softmax(last @ head.T, dim=-1)
         return (probs @ values).cpu().numpy()
 
     lengths = np.array([len(t) for t in texts])
     order = np.argsort(-lengths, kind="stable").tolist()
-    return _run_cached(texts, cache_path, score_batch, order, batch_size, "zero-shot smollm2",
-                       progress)
+    return _run_cached(
+        texts, cache_path, score_batch, order, batch_size, "zero-shot smollm2", progress
+    )
 
 
-def embedding_scores(texts, task, *, backbone=None, device="auto", batch_size=64, cache_path=None,
-                     progress=True, temperature=0.05):
+def embedding_scores(
+    texts,
+    task,
+    *,
+    backbone=None,
+    device="auto",
+    batch_size=64,
+    cache_path=None,
+    progress=True,
+    temperature=0.05,
+):
     """Expected level under ``softmax(cos(embedding, anchor_d) / temperature)``.
 
     Parameters
@@ -221,19 +253,31 @@ def embedding_scores(texts, task, *, backbone=None, device="auto", batch_size=64
         probs /= probs.sum(axis=1, keepdims=True)
         return probs @ values
 
-    return _run_cached(texts, cache_path, score_batch, list(range(len(texts))), 512,
-                       "zero-shot embedding", progress, save_every=1)
+    return _run_cached(
+        texts,
+        cache_path,
+        score_batch,
+        list(range(len(texts))),
+        512,
+        "zero-shot embedding",
+        progress,
+        save_every=1,
+    )
 
 
-def zeroshot_scores(scorer, texts, task, *, backbone=None, device="auto", cache_path=None,
-                    progress=True):
+def zeroshot_scores(
+    scorer, texts, task, *, backbone=None, device="auto", cache_path=None, progress=True
+):
     """Dispatch to :func:`smollm2_scores` or :func:`embedding_scores`; returns (scores, seconds)."""
     if scorer not in SCORERS:
         raise ValueError(f"zero-shot scorer must be one of {SCORERS}, got {scorer!r}")
     start = time.perf_counter()
     if scorer == "smollm2":
-        scores = smollm2_scores(texts, task, device=device, cache_path=cache_path, progress=progress)
+        scores = smollm2_scores(
+            texts, task, device=device, cache_path=cache_path, progress=progress
+        )
     else:
-        scores = embedding_scores(texts, task, backbone=backbone, device=device,
-                                  cache_path=cache_path, progress=progress)
+        scores = embedding_scores(
+            texts, task, backbone=backbone, device=device, cache_path=cache_path, progress=progress
+        )
     return scores, time.perf_counter() - start

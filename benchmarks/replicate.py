@@ -34,16 +34,18 @@ Cross-fitting (stage 2, cached). For each budget ``n`` and seed ``g`` the labell
 
 Zero-shot (stage 3, cached). ``benchmarks/_zeroshot.py``: SmolLM2-135M-Instruct prompted
 for a 1-5 rating, expected value over the answer tokens (``--zeroshot smollm2``), or the
-frozen-embedding anchor scorer (``--zeroshot embedding``; the ``--quick`` default).
+frozen-embedding anchor scorer (``--zeroshot embedding``, the default; see Caps).
 
 Evaluation (stage 4, numpy only). ``D = --draws`` rectification draws per model.
 For a grid model ``(loss, s, g)`` and budget ``n``: ``n - s`` rectification rows drawn
-from ``E`` minus its training rows, unlabelled set = every other row of ``E`` (no cap);
-``skftr.rectify.rectified_mean``. Methods:
+from the predicted rows of ``E`` minus its training rows, unlabelled set = every other
+predicted row of ``E`` (all of ``E`` with ``--pool 0``); ``skftr.rectify.rectified_mean``.
+Methods:
 
 * ``classical``: ``n`` rows of ``E``, mean of the labels (``D x seeds`` draws).
 * ``rectify_only`` / ``rectify_only_ppipp``: the same draws, PPI / PPI++ on the
-  zero-shot predictions.
+  zero-shot predictions, the unlabelled set a random ``m`` of the other rows of ``E``
+  (same cap as the fine-tuned models).
 * ``finetune_only``: MSE model on ``perm_g[:n]`` (all ``n`` labels), mean of its
   predictions over the rest of ``E``, naive interval ``z sqrt(Var(f)/m)``; one
   estimate per seed.
@@ -58,7 +60,8 @@ from ``E`` minus its training rows, unlabelled set = every other row of ``E`` (n
 * ``ftr_var_crossfit``: :func:`skftr.rectify.crossfit_mean` on the ``K`` fold models;
   one estimate per seed.
 * ``ftr_var_faithful``: budget-faithful allocation (METHOD.md §5). Pilots are paid out of
-  ``n``: the grid models of seed ``g`` at the grid sizes ``<= n/5`` (training rows
+  ``n``: the grid models of seed ``g`` at the grid sizes ``<= n/5`` (or the smallest
+  grid size when none is; training rows
   ``perm_g[:s]``, inside the budget), their error variance measured on the next
   ``n/10`` budget rows ``perm_g[s_p : s_p + n/10]`` (``s_p`` the largest pilot size).
   The law fitted on them (flat when fewer than 3 sizes) and ``optimal_allocation(...,
@@ -69,12 +72,14 @@ from ``E`` minus its training rows, unlabelled set = every other row of ``E`` (n
 
 Caps (the defaults; all are options). The complete grid of the issue (6 sizes x 2 losses,
 cross-fitting at every budget, no unlabelled cap, SmolLM2 zero-shot) is about 400
-fine-tunes, some 15 hours on 2 CPU cores. The defaults keep every method, all datasets and
+fine-tunes, about 17 hours on 2 CPU cores. The defaults keep every method, all datasets and
 5 seeds but fine-tune the variance loss at s in {50, 100, 200, 400, 800}, the MSE loss at
 {50, 200, 800} (enough for its scaling law and s*), cross-fit at n = 1000 only (where
 METHOD.md §5 expects it to matter; the last fold's model is the grid model s = 800), cap
-the unlabelled set at ``3000 - n`` rows, and use the embedding zero-shot scorer (SmolLM2
-costs about 0.2-0.25 s per text on 2 cores, an extra hour for the two corpora):
+the unlabelled set at ``3000 - n`` rows, and use the embedding zero-shot scorer: SmolLM2
+costs about 0.25-0.3 s per text on 2 cores (over an hour for the two corpora) and, on small
+samples, correlated 0.33 with the wine points (32 reviews) but -0.32 with EmoBank valence
+(48 sentences), against 0.16 and 0.44 for the embedding scorer over the whole files:
 about 7 hours on 2 idle CPU cores (``--plan``; wine 4 h, each EmoBank variant 1.5 h),
 minutes per dataset on a GPU. Fine-tunes are cached, so the run can be split across
 sessions (``--datasets wine``, then ``--datasets emobank emobank_reader``) and finished
@@ -95,9 +100,10 @@ Run (from the repository root)::
 
     python benchmarks/replicate.py --plan          # print the plan and time estimate only
     python benchmarks/replicate.py                 # full run (resumable from its cache)
-    python benchmarks/replicate.py --quick         # smoke run (minutes), separate outputs
+    python benchmarks/replicate.py --quick         # smoke run (~3 min), outputs in the cache
     python benchmarks/replicate.py --eval-only     # evaluate whatever is cached
 """
+
 import argparse
 import dataclasses
 import json
@@ -117,8 +123,18 @@ DATASETS = ("wine", "emobank", "emobank_reader")
 TASK = {"wine": "wine", "emobank": "valence", "emobank_reader": "valence"}
 CORPUS = {"wine": "wine", "emobank": "emobank", "emobank_reader": "emobank"}  # same texts
 LOSSES = ("variance", "mse")
-METHODS = ("classical", "rectify_only", "rectify_only_ppipp", "finetune_only", "ftr_mse",
-           "ftr_var", "ftr_var_ppipp", "ftr_var_oracle", "ftr_var_crossfit", "ftr_var_faithful")
+METHODS = (
+    "classical",
+    "rectify_only",
+    "rectify_only_ppipp",
+    "finetune_only",
+    "ftr_mse",
+    "ftr_var",
+    "ftr_var_ppipp",
+    "ftr_var_oracle",
+    "ftr_var_crossfit",
+    "ftr_var_faithful",
+)
 PAPER_SAVINGS_WINE = (0.45, 0.66)  # METHOD.md §6 headline, for the report only
 
 # CPU cost model for the plan, in seconds on 2 otherwise idle cores (see `measured_costs`,
@@ -126,22 +142,55 @@ PAPER_SAVINGS_WINE = (0.45, 0.66)  # METHOD.md §6 headline, for the report only
 # seconds per optimizer step of 16 texts, and per predicted text, for each corpus.
 # Measured with `torch.set_num_threads(1)` (CPU seconds, MiniLM, max_length 128, batch 16):
 # wine 1.37 s/step, 0.021 s/text; EmoBank 0.51 s/step, 0.0078 s/text; divided by 1.7 for
-# two threads. SmolLM2 zero-shot: 3.9 ms of one core per prompt token (about 110 tokens per
-# wine prompt, 85 per EmoBank prompt), same division.
+# two threads. SmolLM2 zero-shot: about 0.5 (wine) and 0.4 (EmoBank) CPU seconds per prompt,
+# same division.
 COST = {"wine": {"step": 0.80, "text": 0.012}, "emobank": {"step": 0.30, "text": 0.0046}}
-ZEROSHOT_COST = {"smollm2": {"wine": 0.25, "emobank": 0.20}, "embedding": {"wine": 0.012, "emobank": 0.005}}
+ZEROSHOT_COST = {
+    "smollm2": {"wine": 0.30, "emobank": 0.25},
+    "embedding": {"wine": 0.012, "emobank": 0.005},
+}
 
 # Full run: the issue's protocol with the caps that keep it near the CPU budget (module
 # docstring, "Caps"); the complete grid is e.g. --sizes 25 50 100 200 400 800 --mse-sizes
 # 25 50 100 200 400 800 --crossfit-budgets 200 500 1000 --pool 0 --zeroshot smollm2.
-FULL = dict(datasets=list(DATASETS), budgets=[200, 500, 1000], sizes=[50, 100, 200, 400, 800],
-            mse_sizes=[50, 200, 800], crossfit_budgets=[1000], pool=2000,
-            seeds=[0, 1, 2, 3, 4], draws=200, holdout=500, max_rows=None, min_steps=200,
-            max_epochs=4, max_length=128, zeroshot="embedding", folds=5, min_rectify=50, alpha=0.05)
-QUICK = dict(datasets=["wine"], budgets=[100], sizes=[20, 40, 80], mse_sizes=[20, 40, 80],
-             crossfit_budgets=[100], pool=0, seeds=[0, 1], draws=50, holdout=40, max_rows=300,
-             min_steps=4, max_epochs=1, max_length=48, zeroshot="embedding", folds=5,
-             min_rectify=20, alpha=0.05)
+FULL = dict(
+    datasets=list(DATASETS),
+    budgets=[200, 500, 1000],
+    sizes=[50, 100, 200, 400, 800],
+    mse_sizes=[50, 200, 800],
+    crossfit_budgets=[1000],
+    pool=2000,
+    seeds=[0, 1, 2, 3, 4],
+    draws=200,
+    holdout=500,
+    max_rows=None,
+    min_steps=200,
+    max_epochs=4,
+    max_length=128,
+    zeroshot="embedding",
+    folds=5,
+    min_rectify=50,
+    alpha=0.05,
+)
+QUICK = dict(
+    datasets=["wine"],
+    budgets=[100],
+    sizes=[20, 40, 80],
+    mse_sizes=[20, 40, 80],
+    crossfit_budgets=[100],
+    pool=0,
+    seeds=[0, 1],
+    draws=50,
+    holdout=40,
+    max_rows=300,
+    min_steps=4,
+    max_epochs=1,
+    max_length=48,
+    zeroshot="embedding",
+    folds=5,
+    min_rectify=20,
+    alpha=0.05,
+)
 
 
 # ----------------------------------------------------------------------------- config
@@ -174,10 +223,15 @@ class Config:
 
     def fit_key(self):
         """Settings that change a fine-tuned model (they key the cache)."""
-        return {"backbone": self.backbone, "min_steps": self.min_steps, "max_epochs": self.max_epochs,
-                "max_length": self.max_length, "prediction_end": self.prediction_end(),
-                "holdout": self.holdout, "max_rows": self.max_rows}
-
+        return {
+            "backbone": self.backbone,
+            "min_steps": self.min_steps,
+            "max_epochs": self.max_epochs,
+            "max_length": self.max_length,
+            "prediction_end": self.prediction_end(),
+            "holdout": self.holdout,
+            "max_rows": self.max_rows,
+        }
 
     def prediction_end(self):
         """Models of seed g predict perm_g[:end] and the hold-out (None: every row)."""
@@ -186,18 +240,35 @@ class Config:
 
 def parse_args(argv=None):
     """Command line -> (Config, flags)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--quick", action="store_true", help="smoke run: wine, n=100, 300 rows, 2 seeds, 4 LoRA steps")
-    p.add_argument("--plan", action="store_true", help="print the plan and time estimate, then exit")
-    p.add_argument("--eval-only", action="store_true", help="no fitting: evaluate the cached models")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: wine, n=100, 300 rows, 2 seeds, 4 LoRA steps",
+    )
+    p.add_argument(
+        "--plan", action="store_true", help="print the plan and time estimate, then exit"
+    )
+    p.add_argument(
+        "--eval-only", action="store_true", help="no fitting: evaluate the cached models"
+    )
     p.add_argument("--datasets", nargs="+", choices=DATASETS)
     p.add_argument("--budgets", nargs="+", type=int)
-    p.add_argument("--sizes", nargs="+", type=int, help="fine-tuning sizes s of the grid (variance loss)")
+    p.add_argument(
+        "--sizes", nargs="+", type=int, help="fine-tuning sizes s of the grid (variance loss)"
+    )
     p.add_argument("--mse-sizes", nargs="+", type=int, help="fine-tuning sizes s of the MSE grid")
     p.add_argument("--crossfit-budgets", nargs="+", type=int, help="budgets with cross-fitting")
-    p.add_argument("--pool", type=int, help="unlabelled cap: models predict the first max(budgets) + "
-                   "POOL rows of their seed's permutation (0: every row)")
+    p.add_argument(
+        "--pool",
+        type=int,
+        help="unlabelled cap: models predict the first max(budgets) + "
+        "POOL rows of their seed's permutation (0: every row)",
+    )
     p.add_argument("--seeds", nargs="+", type=int)
     p.add_argument("--draws", type=int, help="rectification draws per fine-tuned model")
     p.add_argument("--holdout", type=int, help="pilot hold-out rows per dataset (scaling law)")
@@ -212,7 +283,11 @@ def parse_args(argv=None):
     p.add_argument("--device", default="auto", help="torch device ('auto': CUDA when present)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--cache-dir", type=Path, help="default benchmarks/cache/replicate[_quick]")
-    p.add_argument("--out-dir", type=Path, help="default benchmarks/results (quick: .../quick)")
+    p.add_argument(
+        "--out-dir",
+        type=Path,
+        help="default benchmarks/results (quick: benchmarks/cache/replicate_quick/results)",
+    )
     p.add_argument("--no-plots", action="store_true")
     args = p.parse_args(argv)
     base = dict(QUICK if args.quick else FULL)
@@ -220,10 +295,17 @@ def parse_args(argv=None):
         value = getattr(args, key, None)
         if value is not None:
             base[key] = value
-    cfg = Config(**base, backbone=args.backbone, device=args.device, quick=args.quick,
-                 cache_dir=args.cache_dir or ROOT / "benchmarks" / "cache" / (
-                     "replicate_quick" if args.quick else "replicate"),
-                 out_dir=args.out_dir or ROOT / "benchmarks" / "results" / ("quick" if args.quick else ""))
+    # --quick never touches the full run's cache or results: both go to the git-ignored cache
+    cache = ROOT / "benchmarks" / "cache" / ("replicate_quick" if args.quick else "replicate")
+    results = cache / "results" if args.quick else ROOT / "benchmarks" / "results"
+    cfg = Config(
+        **base,
+        backbone=args.backbone,
+        device=args.device,
+        quick=args.quick,
+        cache_dir=args.cache_dir or cache,
+        out_dir=args.out_dir or results,
+    )
     check_config(cfg)
     return cfg, args
 
@@ -236,11 +318,15 @@ def check_config(cfg):
         raise SystemExit("--draws must be >= 1, --folds >= 2, --holdout >= 10")
     for n in cfg.budgets:
         if not admissible_sizes(cfg, n):
-            raise SystemExit(f"budget n={n}: no grid size s with n - s >= {cfg.min_rectify}; "
-                             f"add smaller --sizes")
+            raise SystemExit(
+                f"budget n={n}: no grid size s with n - s >= {cfg.min_rectify}; "
+                f"add smaller --sizes"
+            )
     if len(set(cfg.sizes)) < 3 or len(set(cfg.mse_sizes)) < 3:
-        raise SystemExit("--sizes and --mse-sizes need at least 3 distinct values "
-                         "(the scaling law has 3 parameters)")
+        raise SystemExit(
+            "--sizes and --mse-sizes need at least 3 distinct values "
+            "(the scaling law has 3 parameters)"
+        )
     if not set(cfg.crossfit_budgets) <= set(cfg.budgets):
         raise SystemExit("--crossfit-budgets must be among --budgets")
     if cfg.pool < 0:
@@ -287,10 +373,17 @@ def load_dataset(name, cfg):
         texts, y = [texts[i] for i in rows], y[rows]
     order = rng.permutation(len(y))
     if cfg.holdout + max(cfg.budgets) >= len(y):
-        raise SystemExit(f"{name}: {len(y)} rows cannot hold {cfg.holdout} hold-out rows and "
-                         f"a budget of {max(cfg.budgets)}")
-    return Dataset(name, texts, np.asarray(y, dtype=float), np.sort(order[:cfg.holdout]),
-                   np.sort(order[cfg.holdout:]))
+        raise SystemExit(
+            f"{name}: {len(y)} rows cannot hold {cfg.holdout} hold-out rows and "
+            f"a budget of {max(cfg.budgets)}"
+        )
+    return Dataset(
+        name,
+        texts,
+        np.asarray(y, dtype=float),
+        np.sort(order[: cfg.holdout]),
+        np.sort(order[cfg.holdout :]),
+    )
 
 
 def permutation(ds, seed):
@@ -325,10 +418,16 @@ def model_jobs(cfg, ds):
     end = cfg.prediction_end()
     for seed in cfg.seeds:
         perm = permutation(ds, seed)
-        rows = np.arange(len(ds.y)) if end is None else np.sort(np.concatenate([perm[:end], ds.holdout]))
+        rows = (
+            np.arange(len(ds.y))
+            if end is None
+            else np.sort(np.concatenate([perm[:end], ds.holdout]))
+        )
 
         def add(loss, size, train, path):
-            state = int(np.random.SeedSequence([DATASETS.index(ds.name), seed, size]).generate_state(1)[0])
+            state = int(
+                np.random.SeedSequence([DATASETS.index(ds.name), seed, size]).generate_state(1)[0]
+            )
             jobs.setdefault(path, Job(ds.name, loss, size, seed, np.sort(train), path, state, rows))
 
         for loss in LOSSES:
@@ -340,7 +439,12 @@ def model_jobs(cfg, ds):
             for k, (train, _) in enumerate(crossfit_folds(perm, n, cfg.folds)):
                 if k == cfg.folds - 1 and len(train) in cfg.sizes:
                     continue  # the grid model (variance, (K-1)n/K, seed) has these rows
-                add("variance", len(train), train, root / "crossfit" / f"n{n}_seed{seed}_fold{k}.npz")
+                add(
+                    "variance",
+                    len(train),
+                    train,
+                    root / "crossfit" / f"n{n}_seed{seed}_fold{k}.npz",
+                )
     return sorted(jobs.values(), key=lambda j: (j.seed, j.size, j.loss))
 
 
@@ -352,8 +456,13 @@ def fold_bounds(n, folds):
 def crossfit_folds(perm, n, folds):
     """(training rows, fold rows) of each fold model; folds are consecutive blocks of perm[:n]."""
     bounds = fold_bounds(n, folds)
-    return [(np.concatenate([perm[:bounds[k]], perm[bounds[k + 1]:n]]), perm[bounds[k]:bounds[k + 1]])
-            for k in range(folds)]
+    return [
+        (
+            np.concatenate([perm[: bounds[k]], perm[bounds[k + 1] : n]]),
+            perm[bounds[k] : bounds[k + 1]],
+        )
+        for k in range(folds)
+    ]
 
 
 def crossfit_path(cfg, ds, n, seed, k):
@@ -370,7 +479,7 @@ def backbone_tag(backbone):
 
 
 def make_model(cfg, loss, random_state):
-    """The LoRARegressor of every fine-tune (library defaults but min_steps, max_epochs, max_length)."""
+    """The LoRARegressor of every fine-tune: library defaults but for the run's settings."""
     from skftr.lora import LoRARegressor
 
     kwargs = {}
@@ -380,9 +489,15 @@ def make_model(cfg, loss, random_state):
         kwargs["backbone"], kwargs["gguf_file"] = smollm2_135m()
     elif cfg.backbone != "minilm":
         kwargs["backbone"] = cfg.backbone
-    return LoRARegressor(criterion=loss, min_steps=cfg.min_steps, max_epochs=cfg.max_epochs,
-                         max_length=cfg.max_length,
-                         device=cfg.device, random_state=random_state, **kwargs)
+    return LoRARegressor(
+        criterion=loss,
+        min_steps=cfg.min_steps,
+        max_epochs=cfg.max_epochs,
+        max_length=cfg.max_length,
+        device=cfg.device,
+        random_state=random_state,
+        **kwargs,
+    )
 
 
 def finetune_stage(cfg, ds, jobs, progress=True):
@@ -390,7 +505,9 @@ def finetune_stage(cfg, ds, jobs, progress=True):
     from tqdm.auto import tqdm
 
     todo = [job for job in jobs if not job.path.exists()]
-    for job in tqdm(todo, desc=f"fine-tune {ds.name}", unit="model", disable=not progress or not todo):
+    for job in tqdm(
+        todo, desc=f"fine-tune {ds.name}", unit="model", disable=not progress or not todo
+    ):
         start = time.perf_counter()
         model = make_model(cfg, job.loss, job.random_state)
         model.fit([ds.texts[i] for i in job.train], ds.y[job.train])
@@ -399,8 +516,14 @@ def finetune_stage(cfg, ds, jobs, progress=True):
         pred[job.predict] = model.predict([ds.texts[i] for i in job.predict])
         job.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = job.path.with_suffix(".tmp.npz")
-        np.savez(tmp, pred=pred, train=job.train, fit_seconds=fit_seconds, steps=model_steps(model),
-                 predict_seconds=time.perf_counter() - start - fit_seconds)
+        np.savez(
+            tmp,
+            pred=pred,
+            train=job.train,
+            fit_seconds=fit_seconds,
+            steps=model_steps(model),
+            predict_seconds=time.perf_counter() - start - fit_seconds,
+        )
         os.replace(tmp, job.path)
     return len(todo)
 
@@ -436,8 +559,15 @@ def zeroshot_stage(cfg, ds, progress=True):
 
     cache = cfg.cache_dir / "zeroshot" / f"{CORPUS[ds.name]}_{cfg.zeroshot}.npz"
     backbone = None if cfg.backbone in ("minilm", "smollm2") else cfg.backbone
-    scores, seconds = zeroshot_scores(cfg.zeroshot, ds.texts, TASK[ds.name], backbone=backbone,
-                                      device=cfg.device, cache_path=cache, progress=progress)
+    scores, seconds = zeroshot_scores(
+        cfg.zeroshot,
+        ds.texts,
+        TASK[ds.name],
+        backbone=backbone,
+        device=cfg.device,
+        cache_path=cache,
+        progress=progress,
+    )
     return scores, seconds
 
 
@@ -459,7 +589,9 @@ def rectify_draws(ds, pred, train, n, cfg, seed, methods):
 
     avail = unlabeled_rows(ds, pred, train)
     k = n - len(train)
-    rng = np.random.default_rng(np.random.SeedSequence([DATASETS.index(ds.name), seed, n, len(train), 3]))
+    rng = np.random.default_rng(
+        np.random.SeedSequence([DATASETS.index(ds.name), seed, n, len(train), 3])
+    )
     out = {method: np.empty((cfg.draws, 3)) for method in methods}
     for d in range(cfg.draws):
         rect, unl = draw_rows(rng, avail, k)
@@ -474,17 +606,24 @@ def summarise(estimates, ds, n, method, s=None, seeds=(), **extra):
     est = np.asarray(estimates, dtype=float).reshape(-1, 3)
     truth, var_y, size = ds.truth, float(ds.y.var()), ds.population.size
     err = est[:, 0] - truth
-    mse = float(np.mean(err ** 2))
+    mse = float(np.mean(err**2))
     n_eff = var_y / mse if mse > 0 else float("inf")
     n_eff_fpc = 1.0 / (mse / var_y + 1.0 / size)
     record = {
-        "dataset": ds.name, "n": int(n), "method": method, "s": s,
+        "dataset": ds.name,
+        "n": int(n),
+        "method": method,
+        "s": s,
         "coverage": float(np.mean((est[:, 1] <= truth) & (truth <= est[:, 2]))),
         "mean_width": float(np.mean(est[:, 2] - est[:, 1])),
-        "rmse": float(np.sqrt(mse)), "bias": float(np.mean(err)),
-        "n_eff": float(n_eff), "label_savings": float(1 - n / n_eff),
-        "n_eff_fpc": float(n_eff_fpc), "label_savings_fpc": float(1 - n / n_eff_fpc),
-        "n_reps": int(est.shape[0]), "seeds": [int(g) for g in seeds],
+        "rmse": float(np.sqrt(mse)),
+        "bias": float(np.mean(err)),
+        "n_eff": float(n_eff),
+        "label_savings": float(1 - n / n_eff),
+        "n_eff_fpc": float(n_eff_fpc),
+        "label_savings_fpc": float(1 - n / n_eff_fpc),
+        "n_reps": int(est.shape[0]),
+        "seeds": [int(g) for g in seeds],
     }
     record.update(extra)
     return record
@@ -507,8 +646,14 @@ def grid_stage(cfg, ds):
                     continue
                 pred, train = cached
                 hold = ds.holdout
-                pilots[loss].append((s, seed, float(np.var(ds.y[hold] - pred[hold], ddof=1)),
-                                     float(np.var(pred[hold], ddof=1))))
+                pilots[loss].append(
+                    (
+                        s,
+                        seed,
+                        float(np.var(ds.y[hold] - pred[hold], ddof=1)),
+                        float(np.var(pred[hold], ddof=1)),
+                    )
+                )
                 for n in cfg.budgets:
                     if s not in admissible_sizes(cfg, n, loss):
                         continue
@@ -540,11 +685,14 @@ def choose_grid_size(law, cfg, n, m, var_f, n_pilot=0, choices=None):
     from skftr.allocation import optimal_allocation
 
     try:
-        s_int = optimal_allocation(n, law, n_unlabeled=m, var_f=var_f, min_rectify=cfg.min_rectify,
-                                   n_pilot=n_pilot).n_finetune
+        s_int = optimal_allocation(
+            n, law, n_unlabeled=m, var_f=var_f, min_rectify=cfg.min_rectify, n_pilot=n_pilot
+        ).n_finetune
     except ValueError:  # the pilots leave no admissible split
         s_int = None
-    choices = [s for s in (choices or admissible_sizes(cfg, n)) if s >= n_pilot] or [max(admissible_sizes(cfg, n))]
+    choices = [s for s in (choices or admissible_sizes(cfg, n)) if s >= n_pilot] or [
+        max(admissible_sizes(cfg, n))
+    ]
     projected = {s: float(law.predict(s)) / (n - s) + var_f / m for s in choices}
     return min(projected, key=projected.get), s_int
 
@@ -561,15 +709,24 @@ def classical_and_zeroshot(cfg, ds, zeroshot):
         out = {m: np.empty((reps, 3)) for m in ("classical", "ppi", "ppi++")}
         for r in range(reps):
             rect, unl = draw_rows(rng, ds.population, n)
-            if end is not None and unl.size > end - n:  # the same unlabelled cap as the fine-tuned models
+            if (
+                end is not None and unl.size > end - n
+            ):  # the same unlabelled cap as the fine-tuned models
                 unl = rng.choice(unl, end - n, replace=False)
             for m in out:
-                est = rectified_mean(ds.y[rect], zeroshot[rect], zeroshot[unl], method=m, alpha=cfg.alpha)
+                est = rectified_mean(
+                    ds.y[rect], zeroshot[rect], zeroshot[unl], method=m, alpha=cfg.alpha
+                )
                 out[m][r] = est.value, est.ci[0], est.ci[1]
         records.append(summarise(out["classical"], ds, n, "classical", 0, cfg.seeds))
-        records.append(summarise(out["ppi"], ds, n, "rectify_only", 0, cfg.seeds, zeroshot=cfg.zeroshot))
-        records.append(summarise(out["ppi++"], ds, n, "rectify_only_ppipp", 0, cfg.seeds,
-                                 zeroshot=cfg.zeroshot))
+        records.append(
+            summarise(out["ppi"], ds, n, "rectify_only", 0, cfg.seeds, zeroshot=cfg.zeroshot)
+        )
+        records.append(
+            summarise(
+                out["ppi++"], ds, n, "rectify_only_ppipp", 0, cfg.seeds, zeroshot=cfg.zeroshot
+            )
+        )
     return records
 
 
@@ -613,8 +770,14 @@ def crossfit(cfg, ds):
             folds = np.concatenate([np.full(len(fold), k) for k, (_, fold) in enumerate(parts)])
             yhat = np.concatenate([c[0][fold] for c, (_, fold) in zip(cached, parts)])
             unl = unlabeled_rows(ds, np.sum([c[0] for c in cached], axis=0), labelled)
-            est = crossfit_mean(ds.y[labelled], yhat, folds, np.stack([c[0][unl] for c in cached]),
-                                method="ppi", alpha=cfg.alpha)
+            est = crossfit_mean(
+                ds.y[labelled],
+                yhat,
+                folds,
+                np.stack([c[0][unl] for c in cached]),
+                method="ppi",
+                alpha=cfg.alpha,
+            )
             rows.append((est.value, est.ci[0], est.ci[1]))
             seeds.append(seed)
         if rows:
@@ -625,19 +788,26 @@ def crossfit(cfg, ds):
 def faithful(cfg, ds, grid):
     """Budget-faithful s* per (n, seed) from pilots inside the budget; see the module docstring."""
     root = cfg.cache_dir / ds.name / backbone_tag(cfg.backbone)
-    records, choices = [], {}
+    records = []
     for n in cfg.budgets:
         pilot_sizes = [s for s in sorted(cfg.sizes) if s <= n // 5] or [min(cfg.sizes)]
         s_p, h = max(pilot_sizes), max(n // 10, 2)
         rows, seeds, chosen = [], [], []
         for seed in cfg.seeds:
             perm = permutation(ds, seed)
-            hold = perm[s_p:s_p + h]
+            hold = perm[s_p : s_p + h]
             cached = [load_pred(root / "variance" / f"s{s}_seed{seed}.npz") for s in pilot_sizes]
             if any(c is None for c in cached):
                 continue
-            pilots = [(s, seed, float(np.var(ds.y[hold] - c[0][hold], ddof=1)),
-                       float(np.var(c[0][hold], ddof=1))) for s, c in zip(pilot_sizes, cached)]
+            pilots = [
+                (
+                    s,
+                    seed,
+                    float(np.var(ds.y[hold] - c[0][hold], ddof=1)),
+                    float(np.var(c[0][hold], ddof=1)),
+                )
+                for s, c in zip(pilot_sizes, cached)
+            ]
             law = fit_law(pilots)
             m = unlabeled_rows(ds, cached[-1][0], perm[:n]).size
             s_f, _ = choose_grid_size(law, cfg, n, m, pilots[-1][3], n_pilot=s_p + h)
@@ -645,14 +815,24 @@ def faithful(cfg, ds, grid):
             if cell is None or seed not in cell["seeds"]:
                 continue
             i = cell["seeds"].index(seed)
-            rows.append(cell["ppi"][i * cfg.draws:(i + 1) * cfg.draws])
+            rows.append(cell["ppi"][i * cfg.draws : (i + 1) * cfg.draws])
             seeds.append(seed)
             chosen.append(s_f)
         if rows:
             s_mode = max(set(chosen), key=chosen.count)
-            records.append(summarise(np.concatenate(rows), ds, n, "ftr_var_faithful", s_mode, seeds,
-                                     s_by_seed=chosen, n_pilot=s_p + h, pilot_sizes=pilot_sizes))
-            choices[n] = chosen
+            records.append(
+                summarise(
+                    np.concatenate(rows),
+                    ds,
+                    n,
+                    "ftr_var_faithful",
+                    s_mode,
+                    seeds,
+                    s_by_seed=chosen,
+                    n_pilot=s_p + h,
+                    pilot_sizes=pilot_sizes,
+                )
+            )
     return records
 
 
@@ -667,34 +847,57 @@ def evaluate(cfg, ds, zeroshot):
     laws, grid_records = {}, []
     for (loss, s, n), cell in sorted(grid.items()):
         grid_records.append(summarise(cell["ppi"], ds, n, f"grid_{loss}", s, cell["seeds"]))
-    m_by_n = {n: min(cfg.prediction_end() or ds.population.size, ds.population.size) - n
-              for n in cfg.budgets}
+    m_by_n = {
+        n: min(cfg.prediction_end() or ds.population.size, ds.population.size) - n
+        for n in cfg.budgets
+    }
     for loss in LOSSES:
         if len({p[0] for p in pilots[loss]}) < 3:
             continue
         law = fit_law(pilots[loss])
         top = max(p[0] for p in pilots[loss])
         var_f = float(np.mean([p[3] for p in pilots[loss] if p[0] == top]))
-        laws[loss] = {"a": law.a_, "alpha": law.alpha_, "b": law.b_, "r2": law.r2_,
-                      "identified": bool(law.identified_), "var_f": var_f,
-                      "pilots": [list(p) for p in pilots[loss]], "s_star": {}}
+        laws[loss] = {
+            "a": law.a_,
+            "alpha": law.alpha_,
+            "b": law.b_,
+            "r2": law.r2_,
+            "identified": bool(law.identified_),
+            "var_f": var_f,
+            "pilots": [list(p) for p in pilots[loss]],
+            "s_star": {},
+        }
         method = "ftr_var" if loss == "variance" else "ftr_mse"
         for n in cfg.budgets:
-            s_grid, s_int = choose_grid_size(law, cfg, n, m_by_n[n], var_f,
-                                             choices=admissible_sizes(cfg, n, loss))
+            s_grid, s_int = choose_grid_size(
+                law, cfg, n, m_by_n[n], var_f, choices=admissible_sizes(cfg, n, loss)
+            )
             laws[loss]["s_star"][str(n)] = {"integer": s_int, "grid": s_grid}
             cell = grid.get((loss, s_grid, n))
             if cell is None:
                 continue
-            records.append(summarise(cell["ppi"], ds, n, method, s_grid, cell["seeds"], s_star_law=s_int))
+            records.append(
+                summarise(cell["ppi"], ds, n, method, s_grid, cell["seeds"], s_star_law=s_int)
+            )
             if loss == "variance":
-                records.append(summarise(cell["ppi++"], ds, n, "ftr_var_ppipp", s_grid, cell["seeds"],
-                                         s_star_law=s_int))
+                records.append(
+                    summarise(
+                        cell["ppi++"],
+                        ds,
+                        n,
+                        "ftr_var_ppipp",
+                        s_grid,
+                        cell["seeds"],
+                        s_star_law=s_int,
+                    )
+                )
     for n in cfg.budgets:
         cells = {s: c for (loss, s, nn), c in grid.items() if loss == "variance" and nn == n}
         if cells:
             best = min(cells, key=lambda s: np.mean((cells[s]["ppi"][:, 0] - ds.truth) ** 2))
-            records.append(summarise(cells[best]["ppi"], ds, n, "ftr_var_oracle", best, cells[best]["seeds"]))
+            records.append(
+                summarise(cells[best]["ppi"], ds, n, "ftr_var_oracle", best, cells[best]["seeds"])
+            )
     records += crossfit(cfg, ds)
     records += faithful(cfg, ds, grid)
     order = {m: i for i, m in enumerate(METHODS)}
@@ -739,23 +942,39 @@ def plan(cfg, datasets):
         texts = sum(j.predict.size for j in todo)
         seconds = steps * cost["step"] + texts * cost["text"]
         zs_cache = cfg.cache_dir / "zeroshot" / f"{CORPUS[ds.name]}_{cfg.zeroshot}.npz"
-        zs = 0.0 if zs_cache.exists() or (ds.name == "emobank_reader" and "emobank" in cfg.datasets) \
+        zs = (
+            0.0
+            if zs_cache.exists() or (ds.name == "emobank_reader" and "emobank" in cfg.datasets)
             else len(ds.y) * ZEROSHOT_COST[cfg.zeroshot][CORPUS[ds.name]]
+        )
         total += seconds + zs
-        lines.append(f"  {ds.name:15s} rows {len(ds.y):6d} (E {ds.population.size}, H {ds.holdout.size}): "
-                     f"{len(jobs)} fine-tunes ({len(todo)} to run, {steps} steps, "
-                     f"{texts} predicted texts) ~ {seconds / 3600:.2f} h; "
-                     f"zero-shot {cfg.zeroshot} ~ {zs / 3600:.2f} h")
-    source = "measured in the cache" if any(c.get("measured") for c in costs.values()) else \
-        "benchmarks/replicate.py COST (2 idle CPU cores)"
-    header = (f"plan: datasets {cfg.datasets}, budgets {cfg.budgets}, sizes {cfg.sizes} (variance), "
-              f"{cfg.mse_sizes} (MSE), seeds {cfg.seeds}, {cfg.draws} draws per model, K = {cfg.folds} "
-              f"at n in {cfg.crossfit_budgets}, unlabelled cap "
-              f"{'none' if not cfg.pool else f'{cfg.prediction_end()} - n rows'}, backbone {cfg.backbone}, "
-              f"min_steps {cfg.min_steps}, max_length {cfg.max_length}, zero-shot {cfg.zeroshot}")
-    text = "\n".join([header, *lines,
-                      f"  estimated total {total / 3600:.2f} h on CPU (costs: {source}); "
-                      "evaluation adds minutes"])
+        lines.append(
+            f"  {ds.name:15s} rows {len(ds.y):6d} (E {ds.population.size}, H {ds.holdout.size}): "
+            f"{len(jobs)} fine-tunes ({len(todo)} to run, {steps} steps, "
+            f"{texts} predicted texts) ~ {seconds / 3600:.2f} h; "
+            f"zero-shot {cfg.zeroshot} ~ {zs / 3600:.2f} h"
+        )
+    source = (
+        "measured in the cache"
+        if any(c.get("measured") for c in costs.values())
+        else "benchmarks/replicate.py COST (2 idle CPU cores)"
+    )
+    header = (
+        f"plan: datasets {cfg.datasets}, budgets {cfg.budgets}, sizes {cfg.sizes} (variance), "
+        f"{cfg.mse_sizes} (MSE), seeds {cfg.seeds}, {cfg.draws} draws per model, K = {cfg.folds} "
+        f"at n in {cfg.crossfit_budgets}, unlabelled cap "
+        f"{'none' if not cfg.pool else f'{cfg.prediction_end()} - n rows'}, "
+        f"backbone {cfg.backbone}, "
+        f"min_steps {cfg.min_steps}, max_length {cfg.max_length}, zero-shot {cfg.zeroshot}"
+    )
+    text = "\n".join(
+        [
+            header,
+            *lines,
+            f"  estimated total {total / 3600:.2f} h on CPU (costs: {source}); "
+            "evaluation adds minutes",
+        ]
+    )
     return text, total
 
 
@@ -769,31 +988,51 @@ def write_json(cfg, records, grid_records, laws, meta, path):
 def markdown(cfg, records, meta, laws):
     """The Markdown section for RESULTS.md: settings, one table per dataset, the checks."""
     fmt = lambda v, p=3: "—" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
-    out = ["## Replication of the FTR comparison (issue 6)", "",
-           f"Command: `{meta['command']}`  ", f"Wall time: {meta['wall_seconds'] / 60:.1f} min "
-           f"(fine-tuning and prediction time recorded for the models used: "
-           f"{sum(meta['compute_seconds'].values()) / 60:.1f} min) on {meta['device']}; backbone {cfg.backbone}; zero-shot {cfg.zeroshot}; "
-           f"seeds {cfg.seeds}; {cfg.draws} rectification draws per model; K = {cfg.folds}; "
-           f"pilot hold-out {cfg.holdout} rows; LoRA min_steps {cfg.min_steps}, "
-           f"max_length {cfg.max_length}.", "",
-           "Coverage of the 95% interval, mean width, RMSE and bias around the mean of the whole file; "
-           "n_eff = Var(Y)/MSE; savings = 1 - n/n_eff; savings (FPC) against the classical mean drawn "
-           "without replacement from the same file (see benchmarks/README.md).", ""]
+    out = [
+        "## Replication of the FTR comparison (issue 6)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Wall time: {meta['wall_seconds'] / 60:.1f} min "
+        f"(fine-tuning and prediction time recorded for the models used: "
+        f"{sum(meta['compute_seconds'].values()) / 60:.1f} min) on {meta['device']}; "
+        f"backbone {cfg.backbone}; zero-shot {cfg.zeroshot}; "
+        f"seeds {cfg.seeds}; {cfg.draws} rectification draws per model; K = {cfg.folds}; "
+        f"pilot hold-out {cfg.holdout} rows; LoRA min_steps {cfg.min_steps}, "
+        f"max_length {cfg.max_length}.",
+        "",
+        f"Coverage of the {100 * (1 - cfg.alpha):.0f}% interval, mean width, RMSE and bias "
+        "around the mean of the whole file; "
+        "n_eff = Var(Y)/MSE; savings = 1 - n/n_eff; savings (FPC) against the classical mean drawn "
+        "without replacement from the same file (see benchmarks/README.md).",
+        "",
+    ]
     for name in cfg.datasets:
         rows = [r for r in records if r["dataset"] == name]
         if not rows:
             continue
-        out += [f"### {name}", "", "| n | method | s | coverage | mean width | RMSE | bias | n_eff | "
-                "savings | savings (FPC) | reps |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"### {name}",
+            "",
+            "| n | method | s | coverage | mean width | RMSE | bias | n_eff | "
+            "savings | savings (FPC) | reps |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for r in rows:
-            out.append(f"| {r['n']} | {r['method']} | {fmt(r['s'])} | {r['coverage']:.3f} | "
-                       f"{r['mean_width']:.4g} | {r['rmse']:.4g} | {r['bias']:+.4f} | {r['n_eff']:.0f} | "
-                       f"{100 * r['label_savings']:.0f}% | {100 * r['label_savings_fpc']:.0f}% | {r['n_reps']} |")
+            out.append(
+                f"| {r['n']} | {r['method']} | {fmt(r['s'])} | {r['coverage']:.3f} | "
+                f"{r['mean_width']:.4g} | {r['rmse']:.4g} | {r['bias']:+.4f} | {r['n_eff']:.0f} | "
+                f"{100 * r['label_savings']:.0f}% | {100 * r['label_savings_fpc']:.0f}% | "
+                f"{r['n_reps']} |"
+            )
         for loss, law in laws.get(name, {}).items():
-            out.append(f"\nScaling law ({loss} loss, pilots on the hold-out): sigma^2(s) = "
-                       f"{law['a']:.4g} s^-{law['alpha']:.3g} + {law['b']:.4g} (R^2 {law['r2']:.2f}); "
-                       f"s* by budget: " + ", ".join(f"n={n}: {v['integer']} (grid {v['grid']})"
-                                                     for n, v in law["s_star"].items()))
+            out.append(
+                f"\nScaling law ({loss} loss, pilots on the hold-out): sigma^2(s) = "
+                f"{law['a']:.4g} s^-{law['alpha']:.3g} + {law['b']:.4g} (R^2 {law['r2']:.2f}); "
+                f"s* by budget: "
+                + ", ".join(
+                    f"n={n}: {v['integer']} (grid {v['grid']})" for n, v in law["s_star"].items()
+                )
+            )
         out.append("")
     out += ["### Against the issue's reference points", ""] + checks(cfg, records)
     return "\n".join(out) + "\n"
@@ -801,15 +1040,18 @@ def markdown(cfg, records, meta, laws):
 
 def checks(cfg, records):
     """Measured statements about the issue's reference points (no threshold is tuned)."""
-    get = lambda name, n, method: next((r for r in records if (r["dataset"], r["n"], r["method"])
-                                        == (name, n, method)), None)
+    get = lambda name, n, method: next(
+        (r for r in records if (r["dataset"], r["n"], r["method"]) == (name, n, method)), None
+    )
     lines = []
     for name in cfg.datasets:
         for n in cfg.budgets:
             var = get(name, n, "ftr_var")
             if var is None:
                 continue
-            parts = [f"coverage {var['coverage']:.3f} ({'>=' if var['coverage'] >= 0.93 else '<'} 0.93)"]
+            parts = [
+                f"coverage {var['coverage']:.3f} ({'>=' if var['coverage'] >= 0.93 else '<'} 0.93)"
+            ]
             for other in ("ftr_mse", "finetune_only", "rectify_only"):
                 r = get(name, n, other)
                 if r is not None:
@@ -817,14 +1059,21 @@ def checks(cfg, records):
             oracle = get(name, n, "ftr_var_oracle")
             if oracle is not None:
                 ratio = (var["rmse"] / oracle["rmse"]) ** 2
-                parts.append(f"MSE at s*={var['s']} / oracle s={oracle['s']}: {ratio:.2f} "
-                             f"({'within' if ratio <= 1.1 else 'beyond'} 10%)")
-            parts.append(f"savings {100 * var['label_savings']:.0f}% (FPC {100 * var['label_savings_fpc']:.0f}%)")
+                parts.append(
+                    f"MSE at s*={var['s']} / oracle s={oracle['s']}: {ratio:.2f} "
+                    f"({'within' if ratio <= 1.1 else 'beyond'} 10%)"
+                )
+            parts.append(
+                f"savings {100 * var['label_savings']:.0f}% "
+                f"(FPC {100 * var['label_savings_fpc']:.0f}%)"
+            )
             cross = get(name, n, "ftr_var_crossfit")
             if cross is not None:
                 parts.append(f"cross-fit savings {100 * cross['label_savings']:.0f}%")
             if name == "wine":
-                parts.append(f"paper {100 * PAPER_SAVINGS_WINE[0]:.0f}-{100 * PAPER_SAVINGS_WINE[1]:.0f}%")
+                parts.append(
+                    f"paper {100 * PAPER_SAVINGS_WINE[0]:.0f}-{100 * PAPER_SAVINGS_WINE[1]:.0f}%"
+                )
             lines.append(f"- {name}, n={n}, ftr_var: " + "; ".join(parts))
     return lines
 
@@ -835,6 +1084,7 @@ def plots(cfg, records, grid_records, laws, population, out_dir):
     ``population``: {dataset: rows of E}, for the ``Var(f)/m`` term of the projected V(s).
     """
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -843,22 +1093,36 @@ def plots(cfg, records, grid_records, laws, population, out_dir):
     for name in cfg.datasets:
         if name not in laws or not laws[name]:
             continue
-        fig, axes = plt.subplots(1, 1 + len(cfg.budgets), figsize=(4.2 * (1 + len(cfg.budgets)), 3.6))
+        fig, axes = plt.subplots(
+            1, 1 + len(cfg.budgets), figsize=(4.2 * (1 + len(cfg.budgets)), 3.6)
+        )
         ax = axes[0]
         grid_s = np.geomspace(min(cfg.sizes) / 1.3, max(cfg.sizes) * 1.3, 100)
         for c, (loss, law) in enumerate(laws[name].items()):
             pts = np.array([p[:3] for p in law["pilots"]])
             ax.scatter(pts[:, 0], pts[:, 2], s=12, color=f"C{c}", alpha=0.6)
-            ax.plot(grid_s, law["a"] * grid_s ** -law["alpha"] + law["b"], color=f"C{c}",
-                    label=f"{loss}: {law['a']:.3g} s^-{law['alpha']:.2f} + {law['b']:.3g}")
-        ax.set(xscale="log", xlabel="fine-tuning labels s", ylabel="Var(Y - f_s) on hold-out",
-               title=f"{name}: scaling law")
+            ax.plot(
+                grid_s,
+                law["a"] * grid_s ** -law["alpha"] + law["b"],
+                color=f"C{c}",
+                label=f"{loss}: {law['a']:.3g} s^-{law['alpha']:.2f} + {law['b']:.3g}",
+            )
+        ax.set(
+            xscale="log",
+            xlabel="fine-tuning labels s",
+            ylabel="Var(Y - f_s) on hold-out",
+            title=f"{name}: scaling law",
+        )
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend(fontsize=7)
         law = laws[name].get("variance")
         for ax, n in zip(axes[1:], cfg.budgets):
             cells = [g for g in grid_records if g["dataset"] == name and g["n"] == n]
             for c, loss in enumerate(LOSSES):
-                pts = sorted((g["s"], g["rmse"] ** 2) for g in cells if g["method"] == f"grid_{loss}")
+                pts = sorted(
+                    (g["s"], g["rmse"] ** 2) for g in cells if g["method"] == f"grid_{loss}"
+                )
                 if pts:
                     ax.plot(*zip(*pts), "o", color=f"C{c}", label=f"measured MSE ({loss})")
             if law is not None:
@@ -868,12 +1132,21 @@ def plots(cfg, records, grid_records, laws, population, out_dir):
                 ax.plot(s, v, color="C0", label="projected V(s) (variance)")
                 star = law["s_star"].get(str(n))
                 if star:
-                    ax.axvline(star["grid"], color="C3", linestyle="--", label=f"s* grid = {star['grid']}")
-            oracle = next((r for r in records if (r["dataset"], r["n"], r["method"]) ==
-                           (name, n, "ftr_var_oracle")), None)
+                    ax.axvline(
+                        star["grid"], color="C3", linestyle="--", label=f"s* grid = {star['grid']}"
+                    )
+            oracle = next(
+                (
+                    r
+                    for r in records
+                    if (r["dataset"], r["n"], r["method"]) == (name, n, "ftr_var_oracle")
+                ),
+                None,
+            )
             if oracle:
                 ax.axvline(oracle["s"], color="k", linestyle=":", label=f"oracle s = {oracle['s']}")
             ax.set(xscale="log", yscale="log", xlabel="s", title=f"{name}, n = {n}: V(s)")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.legend(fontsize=7)
         fig.tight_layout()
         path = out_dir / f"replication_law_{name}.png"
@@ -881,15 +1154,25 @@ def plots(cfg, records, grid_records, laws, population, out_dir):
         plt.close(fig)
         paths.append(path)
     methods = [m for m in METHODS if any(r["method"] == m for r in records)]
-    fig, axes = plt.subplots(2, len(cfg.datasets), figsize=(5.5 * len(cfg.datasets), 7), squeeze=False)
+    fig, axes = plt.subplots(
+        2, len(cfg.datasets), figsize=(5.5 * len(cfg.datasets), 7), squeeze=False
+    )
     for j, name in enumerate(cfg.datasets):
         for b, n in enumerate(cfg.budgets):
             rows = {r["method"]: r for r in records if r["dataset"] == name and r["n"] == n}
             x = np.arange(len(methods)) + (b - (len(cfg.budgets) - 1) / 2) * 0.8 / len(cfg.budgets)
-            axes[0, j].bar(x, [rows[m]["coverage"] if m in rows else np.nan for m in methods],
-                           width=0.8 / len(cfg.budgets), label=f"n = {n}")
-            axes[1, j].bar(x, [rows[m]["mean_width"] if m in rows else np.nan for m in methods],
-                           width=0.8 / len(cfg.budgets), label=f"n = {n}")
+            axes[0, j].bar(
+                x,
+                [rows[m]["coverage"] if m in rows else np.nan for m in methods],
+                width=0.8 / len(cfg.budgets),
+                label=f"n = {n}",
+            )
+            axes[1, j].bar(
+                x,
+                [rows[m]["mean_width"] if m in rows else np.nan for m in methods],
+                width=0.8 / len(cfg.budgets),
+                label=f"n = {n}",
+            )
         axes[0, j].axhline(1 - cfg.alpha, color="k", linestyle="--", linewidth=1)
         axes[0, j].set(title=f"{name}: coverage", ylim=(0, 1.02))
         axes[1, j].set(title=f"{name}: mean interval width", yscale="log")
@@ -913,7 +1196,9 @@ def device_name(device):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if str(device).startswith("cuda"):
         return torch.cuda.get_device_name(0)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    return (
+        f"{platform.machine()} CPU, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+    )
 
 
 def check_cache_config(cfg):
@@ -924,8 +1209,10 @@ def check_cache_config(cfg):
     if path.exists():
         stored = json.loads(path.read_text())
         if stored != key:
-            raise SystemExit(f"cache {cfg.cache_dir} holds fine-tunes made with {stored}, "
-                             f"this run uses {key}: pass another --cache-dir")
+            raise SystemExit(
+                f"cache {cfg.cache_dir} holds fine-tunes made with {stored}, "
+                f"this run uses {key}: pass another --cache-dir"
+            )
     else:
         path.write_text(json.dumps(key))
 
@@ -965,23 +1252,48 @@ def run(cfg, args, argv):
         grid_records += grid_recs
         done.append(ds)
         meta = {
-            "command": "python benchmarks/replicate.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "wall_seconds": time.perf_counter() - start, "estimated_seconds_at_start": estimate,
-            "fine_tunes_run": fitted, "compute_seconds": compute, "device": device_name(cfg.device),
-            "zeroshot_seconds": zs_seconds, "datasets_done": [d.name for d in done],
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()},
-            "truth": {d.name: {"file_mean": d.truth, "population_mean": float(d.y[d.population].mean()),
-                               "var_y": float(d.y.var()), "rows": len(d.y),
-                               "population_rows": int(d.population.size)} for d in done},
+            "command": "python benchmarks/replicate.py "
+            + " ".join(sys.argv[1:] if argv is None else argv),
+            "wall_seconds": time.perf_counter() - start,
+            "estimated_seconds_at_start": estimate,
+            "fine_tunes_run": fitted,
+            "compute_seconds": compute,
+            "device": device_name(cfg.device),
+            "zeroshot_seconds": zs_seconds,
+            "datasets_done": [d.name for d in done],
+            "config": {
+                k: (str(v) if isinstance(v, Path) else v)
+                for k, v in dataclasses.asdict(cfg).items()
+            },
+            "truth": {
+                d.name: {
+                    "file_mean": d.truth,
+                    "population_mean": float(d.y[d.population].mean()),
+                    "var_y": float(d.y.var()),
+                    "rows": len(d.y),
+                    "population_rows": int(d.population.size),
+                }
+                for d in done
+            },
             "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         }
         write_json(cfg, records, grid_records, laws, meta, cfg.out_dir / "replication.json")
         (cfg.out_dir / "replication.md").write_text(markdown(cfg, records, meta, laws))
     if not args.no_plots:
-        plots(cfg, records, grid_records, laws, {d.name: d.population.size for d in datasets}, cfg.out_dir)
-    print(f"wrote {cfg.out_dir / 'replication.json'} and replication.md; wall time "
-          f"{meta['wall_seconds'] / 60:.1f} min ({fitted} fine-tunes run; cached models' compute "
-          f"{sum(compute.values()) / 60:.1f} min)", flush=True)
+        plots(
+            cfg,
+            records,
+            grid_records,
+            laws,
+            {d.name: d.population.size for d in datasets},
+            cfg.out_dir,
+        )
+    print(
+        f"wrote {cfg.out_dir / 'replication.json'} and replication.md; wall time "
+        f"{meta['wall_seconds'] / 60:.1f} min ({fitted} fine-tunes run; cached models' compute "
+        f"{sum(compute.values()) / 60:.1f} min)",
+        flush=True,
+    )
     print((cfg.out_dir / "replication.md").read_text(), flush=True)
     return records
 

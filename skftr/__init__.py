@@ -16,10 +16,13 @@ _EXPORTS = {
     "crossfit_mean": "skftr.rectify",
     "LoRARegressor": "skftr.lora",
     "ScalingLaw": "skftr.scaling",
+    "ScalingLawWarning": "skftr.scaling",
     "Allocation": "skftr.allocation",
     "optimal_allocation": "skftr.allocation",
     "BudgetSplitter": "skftr.model_selection",
     "FineTuneRectifyEstimator": "skftr.estimator",
+    "NoUnlabeledWarning": "skftr.estimator",
+    "SentenceEmbedder": "skftr.embedding",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

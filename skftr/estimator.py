@@ -27,6 +27,8 @@ from sklearn.utils.validation import (
     check_consistent_length, check_is_fitted, column_or_1d, validate_data,
 )
 
+from ._inputs import check_texts
+
 __all__ = ["FineTuneRectifyEstimator", "NoUnlabeledWarning"]
 
 _LOSSES = ("variance", "mse", "correlation")
@@ -58,34 +60,8 @@ def _looks_like_texts(X):
 
 
 def _check_texts(X, name):
-    """Validate texts: a list/array/Series/1-column DataFrame of non-empty strings.
-
-    Returns a 1-d object ndarray of str.
-    """
-    if X is None:
-        raise ValueError(f"{name} is None; expected a sequence of texts")
-    if isinstance(X, str):
-        raise TypeError(f"{name} must be a sequence of texts, got a single str; wrap it in a list")
-    if _is_dataframe(X):
-        if X.shape[1] != 1:
-            raise ValueError(f"{name} must be a single column of texts, got a DataFrame with "
-                             f"{X.shape[1]} columns")
-        X = X.iloc[:, 0]
-    arr = np.asarray(X, dtype=object)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-d sequence of texts, got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} holds 0 texts (n_samples=0); at least one is required")
-    for i, text in enumerate(arr):
-        if text is None:
-            raise ValueError(f"{name}[{i}] is None; every text must be a non-empty string")
-        if not isinstance(text, str):
-            raise TypeError(f"{name}[{i}] is a {type(text).__name__}, expected str")
-        if not text.strip():
-            raise ValueError(f"{name}[{i}] is an empty text; every text must be a non-empty string")
-    return arr
+    """Validate texts (see :func:`skftr._inputs.check_texts`); a 1-d object ndarray of str."""
+    return np.asarray(check_texts(X, name), dtype=object)
 
 
 def _check_y(y, n_samples, name="y"):
@@ -614,6 +590,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         X_u = _concat([X[~labelled], X_extra])
         estimate = self._rectify_rows(X[labelled], y[labelled], X_u, self._y_ft)
         self.rectify_indices_ = np.flatnonzero(labelled)
+        self.scaling_law_ = getattr(self, "scaling_law_", None)
         self._finish(estimate, None)
         return self
 

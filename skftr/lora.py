@@ -378,6 +378,12 @@ class LoRARegressor(NeuralNetRegressor):
         self.criterion_ = self.initialized_instance(criterion, self.get_params_for("criterion"))
         return self
 
+    def get_all_learnable_params(self):
+        """Only the trainable parameters (LoRA matrices and the head) go to the optimizer."""
+        for name, param in super().get_all_learnable_params():
+            if param.requires_grad:
+                yield name, param
+
     # ------------------------------------------------------------ data
     def _encode(self, texts):
         """Token ids of each text (prompt applied, truncated to max_length): tokenised once."""

@@ -365,8 +365,8 @@ def test_bad_input(kwargs, X, y, error, match):
 
 
 @pytest.mark.parametrize("texts, error, match", [
-    (["fine", None, "good", "nice"], ValueError, r"X\[1\] is None"),
-    (["fine", "  ", "good", "nice"], ValueError, r"X\[1\] is an empty text"),
+    (["fine", None, "good", "nice"], ValueError, r"X\[1\] is missing"),
+    (["fine", "  ", "good", "nice"], ValueError, r"X\[1\] is empty"),
     ("one long text", TypeError, "single str"),
 ])
 def test_bad_texts(texts, error, match):
@@ -379,13 +379,13 @@ def test_bad_texts(texts, error, match):
 def test_text_validation_messages():
     from skftr.estimator import _check_texts
 
-    with pytest.raises(ValueError, match=r"X\[1\] is None"):
+    with pytest.raises(ValueError, match=r"X\[1\] is missing"):
         _check_texts(["a", None], "X")
-    with pytest.raises(ValueError, match=r"X\[0\] is an empty text"):
+    with pytest.raises(ValueError, match=r"X\[0\] is empty"):
         _check_texts([""], "X")
     with pytest.raises(TypeError, match="single str"):
         _check_texts("abc", "X")
-    with pytest.raises(TypeError, match=r"X\[1\] is a int"):
+    with pytest.raises(TypeError, match=r"X\[1\] must be a str"):
         _check_texts(["a", 1], "X")
 
 

@@ -161,3 +161,13 @@ def test_no_unlabelled_fit_round_trips(tmp_path):
     back = FineTuneRectifyEstimator.load(tmp_path / "saved")
     assert back.estimate_.to_dict() == est.estimate_.to_dict()
     assert back.score(X[:10], y[:10]) == est.score(X[:10], y[:10])
+
+
+def test_staged_estimator_round_trips(tmp_path):
+    X, y = make_data()
+    est = FineTuneRectifyEstimator(Ridge()).fine_tune(X[:100], y[:100])
+    est.rectify(X[100:], y[100:])
+    est.save(tmp_path / "saved")
+    back = FineTuneRectifyEstimator.load(tmp_path / "saved")
+    assert back.estimate_.to_dict() == est.estimate_.to_dict()
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))

@@ -228,6 +228,7 @@ def test_length_chunks_partition_rows_and_split_mixed_lengths():
     assert len(length_chunks(torch.tensor([30, 31, 30, 29]), overhead=16)) == 1
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # transformers' own, shown when verbose
 def test_verbose_zero_is_silent_and_verbose_prints_the_epoch_table(tiny_bert_dir, data, capsys):
     X, y, X_test, _ = data
     est = fast(tiny_bert_dir, min_steps=3, verbose=0).fit(X[:16], y[:16])

@@ -5,6 +5,7 @@ evaluation, JSON, Markdown, plots) with the tiny random BERT of ``conftest.py`` 
 backbone, so it takes seconds of compute; the slow test runs the real ``--quick`` (MiniLM).
 Both write to a temporary directory, never to ``benchmarks/results``.
 """
+
 import importlib.util
 import json
 from pathlib import Path
@@ -13,8 +14,22 @@ import numpy as np
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "replicate.py"
-FIELDS = {"dataset", "n", "method", "s", "coverage", "mean_width", "rmse", "n_eff", "label_savings",
-          "n_reps", "bias", "seeds", "n_eff_fpc", "label_savings_fpc"}
+FIELDS = {
+    "dataset",
+    "n",
+    "method",
+    "s",
+    "coverage",
+    "mean_width",
+    "rmse",
+    "n_eff",
+    "label_savings",
+    "n_reps",
+    "bias",
+    "seeds",
+    "n_eff_fpc",
+    "label_savings_fpc",
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +67,17 @@ def _check_outputs(module, out, n_seeds=2):
 
 def test_quick_runs_end_to_end_and_resumes(replicate, tiny_bert_dir, tmp_path, capsys):
     cache, out = tmp_path / "cache", tmp_path / "out"
-    argv = ["--quick", "--threads", "1", "--backbone", tiny_bert_dir, "--cache-dir", str(cache), "--out-dir", str(out)]
+    argv = [
+        "--quick",
+        "--threads",
+        "1",
+        "--backbone",
+        tiny_bert_dir,
+        "--cache-dir",
+        str(cache),
+        "--out-dir",
+        str(out),
+    ]
     replicate.main(argv)
     first = _check_outputs(replicate, out)
     assert first["metadata"]["fine_tunes_run"] > 0
@@ -69,6 +94,47 @@ def test_quick_runs_end_to_end_and_resumes(replicate, tiny_bert_dir, tmp_path, c
     # a cache made with other fine-tuning settings is refused
     with pytest.raises(SystemExit, match="cache"):
         replicate.main(argv + ["--min-steps", "9", "--plan"])
+
+
+@pytest.mark.parametrize("pool", [0, 600])
+def test_evaluation_with_models_of_known_error_variance(replicate, tiny_bert_dir, tmp_path, pool):
+    """Fake fine-tuned models (y plus independent noise of variance 8 s^-0.5 + 1) in the
+    cache; ``--eval-only`` must keep the coverage, beat the classical mean and pick the best
+    grid size as the oracle, with and without the unlabelled cap (``--pool``)."""
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    options = "--quick --threads 1 --max-rows 1500 --holdout 100 --draws 100 --eval-only --no-plots"
+    argv = options.split() + ["--backbone", tiny_bert_dir, "--cache-dir", str(cache)]
+    argv += ["--out-dir", str(out), "--pool", str(pool)]
+    cfg, _ = replicate.parse_args(argv)
+    ds = replicate.load_dataset("wine", cfg)
+    rng = np.random.default_rng(0)
+    for job in replicate.model_jobs(cfg, ds):
+        noise = rng.normal(0.0, np.sqrt(8 * job.size**-0.5 + 1), ds.y.size)
+        pred = np.full(ds.y.size, np.nan)
+        pred[job.predict] = ds.y[job.predict] + noise[job.predict]
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            job.path, pred=pred, train=job.train, fit_seconds=1.0, predict_seconds=1.0, steps=4
+        )
+    records = replicate.main(argv)
+    by = {r["method"]: r for r in records}
+    assert set(by) == set(replicate.METHODS)
+    for method in ("ftr_var", "ftr_mse", "ftr_var_ppipp", "ftr_var_oracle", "ftr_var_faithful"):
+        assert by[method]["coverage"] >= 0.85, method
+        assert by[method]["rmse"] < by["classical"]["rmse"], method
+        assert by[method]["label_savings_fpc"] > 0.15, method
+    assert by["finetune_only"]["n_reps"] == 2 and by["ftr_var_crossfit"]["n_reps"] == 2
+    payload = json.loads((out / "replication.json").read_text())
+    grid = [g for g in payload["grid"] if g["method"] == "grid_variance"]
+    assert by["ftr_var_oracle"]["rmse"] == min(g["rmse"] for g in grid)
+    law = payload["scaling_laws"]["wine"]["variance"]
+    assert len(law["pilots"]) == 6 and all(p[2] > 0 for p in law["pilots"])
+    assert payload["metadata"]["fine_tunes_run"] == 0
+    if pool:  # models predicted perm_g[:100 + pool] and the hold-out only
+        assert len(job.predict) == 100 + pool + 100
+    assert payload["metadata"]["compute_seconds"]["wine"] == 2.0 * len(
+        replicate.model_jobs(cfg, ds)
+    )
 
 
 def test_plan_and_bad_arguments(replicate, tmp_path, capsys):
