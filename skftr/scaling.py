@@ -333,6 +333,7 @@ class ScalingLaw(BaseEstimator):
         """
         check_is_fitted(self, "a_")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
 
         if ax is None:
             _, ax = plt.subplots(figsize=(5, 3.5))
@@ -345,6 +346,8 @@ class ScalingLaw(BaseEstimator):
             ax.axhline(self.b_, color="C1", linestyle=":", linewidth=1, label="floor b")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # label decades and pilot sizes only
+        ax.set_xticks(np.unique(self.sizes_), [f"{s:g}" for s in np.unique(self.sizes_)])
         ax.set_xlabel("fine-tuning labels s")
         ax.set_ylabel("error variance  Var(Y - f_s)")
         ax.legend(fontsize=8)
