@@ -797,9 +797,10 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
             return float(np.asarray(self._rectified(y_r, f_r, f_r).stderr) ** 2)
         lam = 1.0
         if self.method == "ppi++":
-            var_f = np.var(f_r)
+            from .rectify._stats import clipped_lambda
+
             cov = np.mean((y_r - y_r.mean()) * (f_r - f_r.mean()))
-            lam = float(np.clip(cov / var_f, 0.0, 1.0)) if var_f > 0 else 0.0
+            lam = clipped_lambda(cov, np.var(f_r))  # PPI++ weight with m infinite
         return float(np.var(y_r - lam * f_r) / y_r.size)
 
     # ------------------------------------------------------------------ persistence

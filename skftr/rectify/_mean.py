@@ -2,7 +2,7 @@
 import numpy as np
 
 from ._result import RectifiedEstimate
-from ._stats import Moments, power_tuning_lambda, wald_ci
+from ._stats import Moments, clipped_lambda, wald_ci
 from ._validation import (
     _numeric, as_1d, check_alpha, check_finite, check_method, check_same_length, is_chunked,
 )
@@ -46,6 +46,16 @@ def unlabeled_moments(yhat_unlabeled, name="yhat_unlabeled"):
     if acc.count < 2:
         raise ValueError(f"{name} needs at least 2 values, got {acc.count}")
     return acc
+
+
+def _weight(method, y, yhat, ppipp_denominator):
+    """``lam`` of the method: 0 (classical), 1 (ppi), ``Cov(Y, f) / denominator`` clipped (ppi++)."""
+    if method == "classical":
+        return 0.0
+    if method == "ppi":
+        return 1.0
+    cov = float(np.mean((y - y.mean()) * (yhat - yhat.mean())))
+    return clipped_lambda(cov, ppipp_denominator)
 
 
 def _rectify(y, yhat, lam, f_unl_mean, f_unl_var, m, alpha, method):
@@ -95,14 +105,8 @@ def rectified_mean(y, yhat, yhat_unlabeled, *, method="ppi", alpha=0.05):
     unl = unlabeled_moments(yhat_unlabeled)
     n, m = y.shape[0], unl.count
 
-    if method == "classical":
-        lam = 0.0
-    elif method == "ppi":
-        lam = 1.0
-    else:
-        cov = float(np.mean((y - y.mean()) * (yhat - yhat.mean())))
-        pooled = Moments.of(yhat).merge(unl).var
-        lam = power_tuning_lambda(cov, pooled, n, m)
+    pooled = Moments.of(yhat).merge(unl).var
+    lam = _weight(method, y, yhat, (1.0 + n / m) * pooled)
     return _rectify(y, yhat, lam, unl.mean, unl.var, m, alpha, method)
 
 
@@ -169,13 +173,6 @@ def crossfit_mean(y, yhat, folds, yhat_unlabeled_by_fold, *, method="ppi", alpha
     n = y.shape[0]
     fbar = (sizes / n) @ f_unl
     fbar_mom = Moments.of(fbar)
-    if method == "classical":
-        lam = 0.0
-    elif method == "ppi":
-        lam = 1.0
-    else:
-        cov = float(np.mean((y - y.mean()) * (yhat - yhat.mean())))
-        denom = yhat.var() + n / m * fbar_mom.var
-        lam = float(np.clip(cov / denom, 0.0, 1.0)) if denom > 0 else 0.0
+    lam = _weight(method, y, yhat, yhat.var() + n / m * fbar_mom.var)
     label = method if method == "classical" else f"cross-{method}"
     return _rectify(y, yhat, lam, fbar_mom.mean, fbar_mom.var, m, alpha, label)

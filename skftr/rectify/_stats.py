@@ -21,10 +21,12 @@ def power_tuning_lambda(cov_y_f, var_f_pooled, n, m):
     on the labelled and unlabelled predictions pooled. A predictor with no
     variance carries no information, so ``lam = 0`` then.
     """
-    denom = (1.0 + n / m) * var_f_pooled
-    if not denom > 0:
-        return 0.0
-    return float(np.clip(cov_y_f / denom, 0.0, 1.0))
+    return clipped_lambda(cov_y_f, (1.0 + n / m) * var_f_pooled)
+
+
+def clipped_lambda(cov_y_f, denominator):
+    """``Cov(Y, f) / denominator`` clipped to [0, 1]; 0 when the denominator is not positive."""
+    return float(np.clip(cov_y_f / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
 
 
 class Moments:
