@@ -130,8 +130,8 @@ def test_evaluation_with_models_of_known_error_variance(replicate, tiny_bert_dir
     law = payload["scaling_laws"]["wine"]["variance"]
     assert len(law["pilots"]) == 6 and all(p[2] > 0 for p in law["pilots"])
     assert payload["metadata"]["fine_tunes_run"] == 0
-    if pool:  # models predicted perm_g[:100 + pool] and the hold-out only
-        assert len(job.predict) == 100 + pool + 100
+    if pool:  # models predicted perm_g[:100 + pool] and the hold-out, minus their training rows
+        assert len(job.predict) + len(job.train) == 100 + pool + 100
     assert payload["metadata"]["compute_seconds"]["wine"] == 2.0 * len(
         replicate.model_jobs(cfg, ds)
     )
@@ -147,6 +147,28 @@ def test_plan_and_bad_arguments(replicate, tmp_path, capsys):
         replicate.main(["--plan", "--budgets", "60", "--cache-dir", str(cache)])
     with pytest.raises(SystemExit, match="at least 3"):
         replicate.main(["--plan", "--sizes", "25", "50", "--cache-dir", str(cache)])
+    with pytest.raises(SystemExit, match="--jobs"):
+        replicate.main(["--plan", "--jobs", "0", "--cache-dir", str(cache)])
+    # planning does not claim the cache for its settings (a later run may use others)
+    assert not (cache / "config.json").exists()
+
+
+def test_parallel_jobs_cache_the_same_models(replicate, tiny_bert_dir, tmp_path):
+    """``--jobs 2`` (two worker processes, one torch thread each) caches the same
+    predictions as a serial run; training rows are never predicted."""
+    caches = {}
+    for n_jobs in (1, 2):
+        argv = ["--quick", "--seeds", "0", "--backbone", tiny_bert_dir, "--jobs", str(n_jobs)]
+        cfg, _ = replicate.parse_args(argv + ["--cache-dir", str(tmp_path / f"jobs{n_jobs}")])
+        ds = replicate.load_dataset("wine", cfg)
+        jobs = replicate.model_jobs(cfg, ds)[:4]
+        assert replicate.finetune_stage(cfg, ds, jobs, progress=False) == 4
+        caches[n_jobs] = [replicate.load_pred(job.path) for job in jobs]
+        for job, (pred, train) in zip(jobs, caches[n_jobs]):
+            assert np.array_equal(train, job.train)
+            assert np.isnan(pred[train]).all() and np.isfinite(pred[job.predict]).all()
+    for (serial, _), (parallel, _) in zip(caches[1], caches[2]):
+        np.testing.assert_allclose(parallel, serial, rtol=1e-4, atol=1e-5)
 
 
 def test_crossfit_folds_partition_the_budget(replicate):
