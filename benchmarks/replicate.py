@@ -91,9 +91,12 @@ CPU cores (``--jobs 2``; ``--plan`` prints the estimate):
 
 Fine-tunes run ``--jobs`` at a time in worker processes (1 on a GPU, where a dataset takes
 minutes). They are cached, so an interrupted run resumes where it stopped; it can also be
-split (``--datasets wine``, then ``--datasets emobank emobank_reader``) and finished with
-``--eval-only`` over all datasets; ``metadata.compute_seconds`` sums the recorded fit and
-predict times of every model used, wherever they were run.
+split (``--datasets wine``, then ``--datasets emobank emobank_reader``): a run adds its
+datasets to the outputs already in ``--out-dir`` when those were made with the same settings
+(``RUN_ONLY`` aside), so the last part ends with the combined outputs, and
+``metadata.runs`` records which command evaluated which dataset, and its wall time;
+``metadata.compute_seconds`` sums the recorded fit and predict times of every model used,
+wherever they were run.
 
 Metrics per (dataset, n, method) over all repetitions (draws x seeds): ``coverage`` of the
 ``1 - alpha`` interval, ``mean_width``, ``bias`` and ``rmse`` around the truth,
@@ -1025,23 +1028,131 @@ def plan(cfg, datasets):
 
 
 # ----------------------------------------------------------------------------- outputs
-def write_json(cfg, records, grid_records, laws, meta, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"metadata": meta, "records": records, "grid": grid_records, "scaling_laws": laws}
-    path.write_text(json.dumps(payload, indent=1, default=float))
+# Settings that change no number of a dataset's results: runs that differ only in these
+# combine their datasets in one set of outputs.
+RUN_ONLY = ("datasets", "jobs", "device", "cache_dir", "out_dir")
+
+
+# What each run records in metadata.runs (older outputs held one run's at the top).
+RUN_FIELDS = (
+    "command",
+    "wall_seconds",
+    "estimated_seconds_at_start",
+    "fine_tunes_run",
+    "device",
+    "finished",
+)
+
+
+def config_dict(cfg):
+    """Every setting of the run, JSON-ready."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(cfg).items()}
+
+
+def same_settings(a, b):
+    """Whether two ``config`` dicts give the same results for a dataset (``RUN_ONLY`` aside)."""
+    strip = lambda c: {k: v for k, v in c.items() if k not in RUN_ONLY}
+    return strip(a) == strip(b)
+
+
+def previous_outputs(cfg):
+    """The outputs this run adds to: ``replication.json`` in ``--out-dir`` less the datasets
+    this run evaluates, so that a run split by ``--datasets`` (across sessions, say) ends
+    with one combined set of outputs. Outputs made with other settings are replaced whole.
+    """
+    path = cfg.out_dir / "replication.json"
+    empty = {
+        "metadata": {
+            "config": config_dict(cfg),
+            "runs": [],
+            "datasets_done": [],
+            "truth": {},
+            "compute_seconds": {},
+            "zeroshot_seconds": {},
+        },
+        "records": [],
+        "grid": [],
+        "scaling_laws": {},
+    }
+    if not path.exists():
+        return empty
+    payload = json.loads(path.read_text())
+    meta = payload["metadata"]
+    if not same_settings(meta["config"], config_dict(cfg)):
+        print(f"{path} was made with other settings: its results are replaced", flush=True)
+        return empty
+    keep = [d for d in meta["datasets_done"] if d not in cfg.datasets]
+    # outputs written before runs were recorded one by one hold a single run's fields
+    runs = meta.get("runs") or [
+        {key: meta[key] for key in RUN_FIELDS if key in meta} | {"datasets": meta["datasets_done"]}
+    ]
+    for run in runs:
+        run["datasets"] = [d for d in run["datasets"] if d in keep]
+    meta["runs"] = [run for run in runs if run["datasets"]]
+    meta["config"] = config_dict(cfg)
+    meta["datasets_done"] = keep
+    for key in ("truth", "compute_seconds", "zeroshot_seconds"):
+        meta[key] = {d: v for d, v in meta[key].items() if d in keep}
+    for key in RUN_FIELDS:
+        meta.pop(key, None)
+    payload["records"] = [r for r in payload["records"] if r["dataset"] in keep]
+    payload["grid"] = [g for g in payload["grid"] if g["dataset"] in keep]
+    payload["scaling_laws"] = {d: v for d, v in payload["scaling_laws"].items() if d in keep}
+    if keep:
+        print(f"{path}: keeping the results of {', '.join(keep)} (same settings)", flush=True)
+    return payload
+
+
+def add_dataset(payload, ds, records, grid_records, laws, compute_seconds, zeroshot_seconds):
+    """Put one evaluated dataset into the outputs, datasets kept in ``DATASETS`` order."""
+    meta = payload["metadata"]
+    done = set(meta["datasets_done"]) | {ds.name}
+    meta["datasets_done"] = [d for d in DATASETS if d in done]
+    meta["truth"][ds.name] = {
+        "file_mean": ds.truth,
+        "population_mean": float(ds.y[ds.population].mean()),
+        "var_y": float(ds.y.var()),
+        "rows": len(ds.y),
+        "population_rows": int(ds.population.size),
+    }
+    meta["compute_seconds"][ds.name] = compute_seconds
+    meta["zeroshot_seconds"][ds.name] = zeroshot_seconds
+    order = lambda r: DATASETS.index(r["dataset"])
+    payload["records"] = sorted(payload["records"] + records, key=order)
+    payload["grid"] = sorted(payload["grid"] + grid_records, key=order)
+    payload["scaling_laws"][ds.name] = laws
+
+
+def write_outputs(cfg, payload):
+    """``replication.json`` and ``replication.md`` for every dataset evaluated so far."""
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    shown = dataclasses.replace(cfg, datasets=payload["metadata"]["datasets_done"])
+    (cfg.out_dir / "replication.json").write_text(json.dumps(payload, indent=1, default=float))
+    (cfg.out_dir / "replication.md").write_text(
+        markdown(shown, payload["records"], payload["metadata"], payload["scaling_laws"])
+    )
 
 
 def markdown(cfg, records, meta, laws):
-    """The Markdown section for RESULTS.md: settings, one table per dataset, the checks."""
+    """The Markdown section for RESULTS.md: runs, settings, one table per dataset, the checks."""
     fmt = lambda v, p=3: "—" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
+    runs = [
+        f"- `{run['command']}`: {', '.join(run['datasets'])}; wall time "
+        f"{run['wall_seconds'] / 60:.1f} min, {run['fine_tunes_run']} fine-tunes run, "
+        f"on {run['device']}"
+        for run in meta["runs"]
+    ]
+    compute = ", ".join(f"{d} {s / 60:.1f} min" for d, s in meta["compute_seconds"].items())
     out = [
         "## Replication of the FTR comparison (issue 6)",
         "",
-        f"Command: `{meta['command']}`  ",
-        f"Wall time: {meta['wall_seconds'] / 60:.1f} min "
-        f"(fine-tuning and prediction time recorded for the models used: "
-        f"{sum(meta['compute_seconds'].values()) / 60:.1f} min) on {meta['device']}; "
-        f"backbone {cfg.backbone}; zero-shot {cfg.zeroshot}; "
+        "Runs (each dataset's results come from the last run that evaluated it; fine-tuned "
+        "models are cached, so a run that found models in the cache did not fit them again):",
+        "",
+        *runs,
+        "",
+        f"Fine-tuning and prediction time recorded for the models used: {compute}.",
+        f"Settings: backbone {cfg.backbone}; zero-shot {cfg.zeroshot}; "
         f"seeds {cfg.seeds}; {cfg.draws} rectification draws per model; K = {cfg.folds}; "
         f"pilot hold-out {cfg.holdout} rows; LoRA min_steps {cfg.min_steps}, "
         f"max_epochs {cfg.max_epochs}, max_length {cfg.max_length}; unlabelled cap "
@@ -1289,58 +1400,45 @@ def run(cfg, args, argv):
     print(text, flush=True)
     if args.plan:
         return None
-    records, grid_records, laws, zs_seconds, compute, fitted, done = [], [], {}, {}, {}, 0, []
+    payload = previous_outputs(cfg)
+    this_run = {
+        "command": "python benchmarks/replicate.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "datasets": [],
+        "estimated_seconds_at_start": estimate,
+        "device": device_name(cfg.device),
+    }
+    payload["metadata"]["runs"].append(this_run)
+    records, fitted = [], 0
     for ds in datasets:
         jobs = model_jobs(cfg, ds)
         if not args.eval_only:
             fitted += finetune_stage(cfg, ds, jobs)
-        compute[ds.name] = cached_seconds(jobs)
-        zeroshot, zs_seconds[ds.name] = zeroshot_stage(cfg, ds)
-        recs, grid_recs, laws[ds.name] = evaluate(cfg, ds, zeroshot)
+        zeroshot, zs_seconds = zeroshot_stage(cfg, ds)
+        recs, grid_recs, laws = evaluate(cfg, ds, zeroshot)
         records += recs
-        grid_records += grid_recs
-        done.append(ds)
-        meta = {
-            "command": "python benchmarks/replicate.py "
-            + " ".join(sys.argv[1:] if argv is None else argv),
-            "wall_seconds": time.perf_counter() - start,
-            "estimated_seconds_at_start": estimate,
-            "fine_tunes_run": fitted,
-            "compute_seconds": compute,
-            "device": device_name(cfg.device),
-            "zeroshot_seconds": zs_seconds,
-            "datasets_done": [d.name for d in done],
-            "config": {
-                k: (str(v) if isinstance(v, Path) else v)
-                for k, v in dataclasses.asdict(cfg).items()
-            },
-            "truth": {
-                d.name: {
-                    "file_mean": d.truth,
-                    "population_mean": float(d.y[d.population].mean()),
-                    "var_y": float(d.y.var()),
-                    "rows": len(d.y),
-                    "population_rows": int(d.population.size),
-                }
-                for d in done
-            },
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        }
-        write_json(cfg, records, grid_records, laws, meta, cfg.out_dir / "replication.json")
-        (cfg.out_dir / "replication.md").write_text(markdown(cfg, records, meta, laws))
+        add_dataset(payload, ds, recs, grid_recs, laws, cached_seconds(jobs), zs_seconds)
+        this_run.update(
+            datasets=this_run["datasets"] + [ds.name],
+            wall_seconds=time.perf_counter() - start,
+            fine_tunes_run=fitted,
+            finished=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        )
+        write_outputs(cfg, payload)
+    meta = payload["metadata"]
     if not args.no_plots:
         plots(
-            cfg,
-            records,
-            grid_records,
-            laws,
-            {d.name: d.population.size for d in datasets},
+            dataclasses.replace(cfg, datasets=meta["datasets_done"]),
+            payload["records"],
+            payload["grid"],
+            payload["scaling_laws"],
+            {d: t["population_rows"] for d, t in meta["truth"].items()},
             cfg.out_dir,
         )
     print(
         f"wrote {cfg.out_dir / 'replication.json'} and replication.md; wall time "
-        f"{meta['wall_seconds'] / 60:.1f} min ({fitted} fine-tunes run; cached models' compute "
-        f"{sum(compute.values()) / 60:.1f} min)",
+        f"{this_run['wall_seconds'] / 60:.1f} min ({fitted} fine-tunes run; cached models' "
+        f"compute {sum(meta['compute_seconds'][d.name] for d in datasets) / 60:.1f} min)",
         flush=True,
     )
     print((cfg.out_dir / "replication.md").read_text(), flush=True)

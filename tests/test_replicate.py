@@ -60,7 +60,8 @@ def _check_outputs(module, out, n_seeds=2):
     # one estimate per seed for the methods that use all n labels at once
     assert by["finetune_only"]["n_reps"] == n_seeds and by["ftr_var_crossfit"]["n_reps"] == n_seeds
     assert by["ftr_var"]["s"] in (20, 40, 80) and by["ftr_var_oracle"]["s"] in (20, 40, 80)
-    assert payload["metadata"]["wall_seconds"] > 0
+    (run,) = payload["metadata"]["runs"]
+    assert run["wall_seconds"] > 0 and run["datasets"] == ["wine"]
     assert "| ftr_var |" in (out / "replication.md").read_text()
     return payload
 
@@ -80,7 +81,7 @@ def test_quick_runs_end_to_end_and_resumes(replicate, tiny_bert_dir, tmp_path, c
     ]
     replicate.main(argv)
     first = _check_outputs(replicate, out)
-    assert first["metadata"]["fine_tunes_run"] > 0
+    assert first["metadata"]["runs"][0]["fine_tunes_run"] > 0
     assert (out / "replication_coverage_width.png").stat().st_size > 0
     assert (out / "replication_law_wine.png").stat().st_size > 0
     assert "plan:" in capsys.readouterr().out
@@ -88,12 +89,29 @@ def test_quick_runs_end_to_end_and_resumes(replicate, tiny_bert_dir, tmp_path, c
     # resumed from the cache: nothing is fitted again and the numbers are identical
     replicate.main(argv + ["--no-plots"])
     second = _check_outputs(replicate, out)
-    assert second["metadata"]["fine_tunes_run"] == 0
+    assert second["metadata"]["runs"][0]["fine_tunes_run"] == 0
     assert second["records"] == first["records"]
 
     # a cache made with other fine-tuning settings is refused
     with pytest.raises(SystemExit, match="cache"):
         replicate.main(argv + ["--min-steps", "9", "--plan"])
+
+
+def _fake_models(replicate, argv, name, noise_sd):
+    """Cache fake fine-tuned models of dataset ``name`` for the run ``argv``: y plus
+    independent noise of variance ``noise_sd**2 s^-0.5 + noise_sd**2 / 8``."""
+    cfg, _ = replicate.parse_args(argv)
+    ds = replicate.load_dataset(name, cfg)
+    rng = np.random.default_rng(0)
+    for job in replicate.model_jobs(cfg, ds):
+        noise = rng.normal(0.0, noise_sd * np.sqrt(job.size**-0.5 + 1 / 8), ds.y.size)
+        pred = np.full(ds.y.size, np.nan)
+        pred[job.predict] = ds.y[job.predict] + noise[job.predict]
+        job.path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            job.path, pred=pred, train=job.train, fit_seconds=1.0, predict_seconds=1.0, steps=4
+        )
+    return cfg, ds
 
 
 @pytest.mark.parametrize("pool", [0, 600])
@@ -105,17 +123,7 @@ def test_evaluation_with_models_of_known_error_variance(replicate, tiny_bert_dir
     options = "--quick --threads 1 --max-rows 1500 --holdout 100 --draws 100 --eval-only --no-plots"
     argv = options.split() + ["--backbone", tiny_bert_dir, "--cache-dir", str(cache)]
     argv += ["--out-dir", str(out), "--pool", str(pool)]
-    cfg, _ = replicate.parse_args(argv)
-    ds = replicate.load_dataset("wine", cfg)
-    rng = np.random.default_rng(0)
-    for job in replicate.model_jobs(cfg, ds):
-        noise = rng.normal(0.0, np.sqrt(8 * job.size**-0.5 + 1), ds.y.size)
-        pred = np.full(ds.y.size, np.nan)
-        pred[job.predict] = ds.y[job.predict] + noise[job.predict]
-        job.path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            job.path, pred=pred, train=job.train, fit_seconds=1.0, predict_seconds=1.0, steps=4
-        )
+    cfg, ds = _fake_models(replicate, argv, "wine", noise_sd=np.sqrt(8))
     records = replicate.main(argv)
     by = {r["method"]: r for r in records}
     assert set(by) == set(replicate.METHODS)
@@ -129,12 +137,50 @@ def test_evaluation_with_models_of_known_error_variance(replicate, tiny_bert_dir
     assert by["ftr_var_oracle"]["rmse"] == min(g["rmse"] for g in grid)
     law = payload["scaling_laws"]["wine"]["variance"]
     assert len(law["pilots"]) == 6 and all(p[2] > 0 for p in law["pilots"])
-    assert payload["metadata"]["fine_tunes_run"] == 0
+    assert payload["metadata"]["runs"][0]["fine_tunes_run"] == 0
     if pool:  # models predicted perm_g[:100 + pool] and the hold-out, minus their training rows
+        job = replicate.model_jobs(cfg, ds)[-1]
         assert len(job.predict) + len(job.train) == 100 + pool + 100
     assert payload["metadata"]["compute_seconds"]["wine"] == 2.0 * len(
         replicate.model_jobs(cfg, ds)
     )
+
+
+def test_runs_split_by_dataset_combine_their_outputs(replicate, tiny_bert_dir, tmp_path):
+    """A run split by ``--datasets`` ends with one set of outputs holding every dataset,
+    each from the last run that evaluated it; outputs made with other settings are replaced."""
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    options = "--quick --threads 1 --max-rows 1500 --holdout 100 --draws 20 --eval-only"
+    argv = options.split() + ["--backbone", tiny_bert_dir, "--cache-dir", str(cache)]
+    argv += ["--out-dir", str(out)]
+    for name in ("wine", "emobank"):
+        _fake_models(replicate, argv + ["--datasets", name], name, noise_sd=0.1)
+    wine = replicate.main(argv + ["--datasets", "wine", "--no-plots"])
+    emobank = replicate.main(argv + ["--datasets", "emobank"])
+    payload = json.loads((out / "replication.json").read_text())
+    meta = payload["metadata"]
+    assert meta["datasets_done"] == ["wine", "emobank"]
+    assert payload["records"] == json.loads(json.dumps(wine + emobank, default=float))
+    assert set(payload["scaling_laws"]) == set(meta["truth"]) == {"wine", "emobank"}
+    assert {g["dataset"] for g in payload["grid"]} == {"wine", "emobank"}
+    assert [run["datasets"] for run in meta["runs"]] == [["wine"], ["emobank"]]
+    assert "--datasets wine" in meta["runs"][0]["command"]
+    text = (out / "replication.md").read_text()
+    assert "### wine" in text and "### emobank" in text and "--datasets emobank`" in text
+    assert (out / "replication_law_wine.png").exists()  # plots cover the kept dataset too
+
+    # evaluating wine again replaces its results and its run, and keeps emobank's
+    replicate.main(argv + ["--datasets", "wine", "--no-plots"])
+    meta = json.loads((out / "replication.json").read_text())["metadata"]
+    assert meta["datasets_done"] == ["wine", "emobank"]
+    assert [run["datasets"] for run in meta["runs"]] == [["emobank"], ["wine"]]
+
+    # other settings (here the number of draws) change the numbers: nothing is kept
+    replicate.main(argv + ["--datasets", "wine", "--draws", "10", "--no-plots"])
+    payload = json.loads((out / "replication.json").read_text())
+    assert payload["metadata"]["datasets_done"] == ["wine"]
+    assert {r["dataset"] for r in payload["records"]} == {"wine"}
+    assert "### emobank" not in (out / "replication.md").read_text()
 
 
 def test_plan_and_bad_arguments(replicate, tmp_path, capsys):
