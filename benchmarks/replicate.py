@@ -1227,13 +1227,34 @@ def checks(cfg, records):
             )
             cross = get(name, n, "ftr_var_crossfit")
             if cross is not None:
-                parts.append(f"cross-fit savings {100 * cross['label_savings']:.0f}%")
+                low, high = savings_range(cross)
+                parts.append(
+                    f"cross-fit savings {100 * cross['label_savings']:.0f}% (95% range "
+                    f"{100 * low:.0f}% to {100 * high:.0f}% from {cross['n_reps']} runs; "
+                    f"FPC {100 * cross['label_savings_fpc']:.0f}%)"
+                )
             if name == "wine":
                 parts.append(
                     f"paper {100 * PAPER_SAVINGS_WINE[0]:.0f}-{100 * PAPER_SAVINGS_WINE[1]:.0f}%"
                 )
             lines.append(f"- {name}, n={n}, ftr_var: " + "; ".join(parts))
     return lines
+
+
+def savings_range(record, level=0.95):
+    """Range of ``label_savings`` from a record of independent runs (one per seed).
+
+    With unbiased, normal errors, ``n_reps * MSE_hat / MSE ~ chi^2(n_reps)``, so the true MSE
+    lies in ``[k MSE_hat / chi^2_{k, 1-a/2}, k MSE_hat / chi^2_{k, a/2}]``, and the savings
+    ``1 - n MSE / Var(Y)`` in the matching range. Not for records whose repetitions share a
+    fine-tuned model (rectification draws), which are not independent.
+    """
+    from scipy.stats import chi2
+
+    k, mse = record["n_reps"], record["rmse"] ** 2
+    var_y = record["n_eff"] * mse
+    mses = [k * mse / chi2.ppf(q, k) for q in ((1 - level) / 2, (1 + level) / 2)]
+    return tuple(1 - record["n"] * m / var_y for m in mses)
 
 
 def plots(cfg, records, grid_records, laws, population, out_dir):

@@ -217,6 +217,22 @@ def test_parallel_jobs_cache_the_same_models(replicate, tiny_bert_dir, tmp_path)
         np.testing.assert_allclose(parallel, serial, rtol=1e-4, atol=1e-5)
 
 
+def test_savings_range_covers_the_true_savings(replicate):
+    """The chi-square range of the savings from 5 independent runs holds the true savings
+    (1 - n sigma^2 / Var(Y)) in about 95% of simulated records, and the point estimate in all."""
+    rng = np.random.default_rng(0)
+    n, var_y, sigma2, k = 1000, 8.0, 0.004, 5
+    truth = 1 - n * sigma2 / var_y
+    hits = 0
+    for _ in range(2000):
+        mse = float(np.mean(rng.normal(0, np.sqrt(sigma2), k) ** 2))
+        record = {"n": n, "n_reps": k, "rmse": np.sqrt(mse), "n_eff": var_y / mse}
+        low, high = replicate.savings_range(record)
+        assert low < 1 - n * mse / var_y < high
+        hits += low <= truth <= high
+    assert 0.93 <= hits / 2000 <= 0.97
+
+
 def test_crossfit_folds_partition_the_budget(replicate):
     perm = np.random.default_rng(0).permutation(1000)
     parts = replicate.crossfit_folds(perm, 500, 5)
