@@ -1334,7 +1334,7 @@ def plots(cfg, records, grid_records, laws, population, out_dir):
         paths.append(path)
     methods = [m for m in METHODS if any(r["method"] == m for r in records)]
     fig, axes = plt.subplots(
-        2, len(cfg.datasets), figsize=(5.5 * len(cfg.datasets), 7), squeeze=False
+        3, len(cfg.datasets), figsize=(5.5 * len(cfg.datasets), 10.5), squeeze=False
     )
     for j, name in enumerate(cfg.datasets):
         for b, n in enumerate(cfg.budgets):
@@ -1352,9 +1352,19 @@ def plots(cfg, records, grid_records, laws, population, out_dir):
                 width=0.8 / len(cfg.budgets),
                 label=f"n = {n}",
             )
+            axes[2, j].bar(
+                x,
+                [100 * rows[m]["label_savings_fpc"] if m in rows else np.nan for m in methods],
+                width=0.8 / len(cfg.budgets),
+                label=f"n = {n}",
+            )
         axes[0, j].axhline(1 - cfg.alpha, color="k", linestyle="--", linewidth=1)
         axes[0, j].set(title=f"{name}: coverage", ylim=(0, 1.02))
         axes[1, j].set(title=f"{name}: mean interval width", yscale="log")
+        axes[2, j].axhline(0, color="k", linewidth=1)
+        axes[2, j].set(
+            title=f"{name}: label savings (FPC)", ylim=(-100, 100), ylabel="% (bars cut at -100)"
+        )
         for ax in axes[:, j]:
             ax.set_xticks(np.arange(len(methods)), methods, rotation=60, ha="right", fontsize=7)
             ax.legend(fontsize=7)
