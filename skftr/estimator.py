@@ -756,7 +756,9 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         ``-Var(Y) / n`` over every label. Without unlabelled rows at fit the
         ``Var(f)/m`` term is dropped (``m`` infinite; for a quantile the predictions of
         the scored rows stand in for the unlabelled sample). With ``crossfit`` the residuals
-        of ``R`` are the out-of-fold ones and ``H`` is predicted by the fold average.
+        of ``R`` are the out-of-fold ones, ``H`` is predicted by the fold average, and the
+        residual variance is pooled within folds (``H`` one more), as in
+        :func:`skftr.crossfit_mean`.
 
         In a ``GridSearchCV`` with ``cv=BudgetSplitter(n_finetune=s0)`` each candidate is
         fitted on the train fold (the unlabelled rows and ``s0`` labelled rows, of which
@@ -784,7 +786,26 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         f_h = self._raw_predict(X[labelled])
         y_all = np.concatenate([self._y_rect, y_h])
         f_all = np.concatenate([self._f_rect, f_h])
+        if isinstance(self.model_, list) and self.method != "classical":
+            return -self._crossfit_variance(y_all, f_all, y_h.size)
         return -self._variance(y_all, f_all)
+
+    def _crossfit_variance(self, y_r, f_r, n_scored):
+        """Estimated variance of the cross-fit estimate rectified with (y_r, f_r).
+
+        The last ``n_scored`` rows (predicted by the fold average) form one more group
+        beside the folds; :func:`skftr.crossfit_mean` pools the residual variance within
+        groups, so a constant shift of a fold model, which leaves the estimate unchanged,
+        leaves the score unchanged too. Without unlabelled rows a constant stand-in
+        (``Var(f) = 0``) drops the ``Var(f)/m`` term, as an infinite ``m`` does.
+        """
+        from .rectify import crossfit_mean
+
+        groups = np.concatenate([self.folds_, np.full(n_scored, len(self.model_))])
+        f_u = self._f_unl if self._f_unl.size >= 2 else np.zeros(2)
+        estimate = crossfit_mean(y_r, f_r, groups, np.tile(f_u, (len(self.model_) + 1, 1)),
+                                 method=self.method, alpha=self.alpha)
+        return float(estimate.stderr ** 2)
 
     def _variance(self, y_r, f_r):
         """Estimated variance of the estimate rectified with (y_r, f_r)."""

@@ -112,6 +112,48 @@ def test_crossfit_uses_every_label_in_both_stages():
     assert est.predict(X[200:]).mean() == pytest.approx(est.estimate_.value)
 
 
+class ShiftedRidge(Ridge):
+    """Ridge moved by a constant that depends on its training labels: like a model trained
+    on the error variance, identified only up to a shift (METHOD.md §3)."""
+
+    def fit(self, X, y):
+        super().fit(X, y)
+        self.intercept_ += 5 * np.sin(np.sum(y))
+        return self
+
+
+@pytest.mark.parametrize("method", ["ppi", "ppi++"])
+@pytest.mark.parametrize("m", [400, 0])
+def test_crossfit_estimate_and_score_ignore_fold_model_shifts(method, m):
+    X, y, y_true = make_data()
+    X, y = X[:200 + m], y[:200 + m]
+    fit = lambda model: FineTuneRectifyEstimator(model, crossfit=4, method=method,
+                                                 random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoUnlabeledWarning)
+        plain, shifted = fit(Ridge()), fit(ShiftedRidge())
+    shifts = [s.intercept_ - p.intercept_ for s, p in zip(shifted.model_, plain.model_)]
+    assert np.ptp(shifts) > 1.0
+    assert shifted.estimate_.value == pytest.approx(plain.estimate_.value, rel=1e-9)
+    assert shifted.estimate_.stderr == pytest.approx(plain.estimate_.stderr, rel=1e-9)
+    X_new, _, y_new = make_data(seed=1)
+    X_h, y_h = X_new[:50], y_new[:50]
+    assert shifted.score(X_h, y_h) == pytest.approx(plain.score(X_h, y_h), rel=1e-9)
+    if method == "ppi" and m:  # by hand: residual variance within folds, the scored rows a group
+        folds = np.r_[plain.folds_, np.full(50, 4)]
+        R = plain.rectify_indices_
+        f_oof = np.empty(200)
+        for k, model in enumerate(plain.model_):
+            f_oof[plain.folds_ == k] = model.predict(X[R][plain.folds_ == k])
+        weights = np.bincount(plain.folds_) / 200
+        fbar = lambda Z: weights @ np.vstack([model.predict(Z) for model in plain.model_])
+        r = np.r_[y[R] - f_oof, y_h - fbar(X_h)]
+        means = np.bincount(folds, weights=r) / np.bincount(folds)
+        within = np.sum((r - means[folds]) ** 2) / (250 - 5)
+        expected = within / 250 + fbar(X[200:]).var() / m
+        assert plain.score(X_h, y_h) == pytest.approx(-expected, rel=1e-9)
+
+
 def test_quantile_estimand():
     X, y, _ = make_data()
     est = FineTuneRectifyEstimator(Ridge(), n_finetune=80, estimand="quantile", q=0.25,

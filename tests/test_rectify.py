@@ -262,6 +262,8 @@ def test_domain_checks():
         crossfit_mean(GOOD, GOOD, np.arange(20) % 3, np.ones((2, 30)))
     with pytest.raises(ValueError, match="folds"):
         crossfit_mean(GOOD, GOOD, np.zeros(20, dtype=int), np.ones((2, 30)))
+    with pytest.raises(ValueError, match="folds: .* more labelled units than folds; got 3 units"):
+        crossfit_mean(GOOD[:3], GOOD[:3], np.arange(3), np.ones((3, 30)))
 
 
 # ---------------------------------------------------------------- agreement with ppi_py
@@ -326,12 +328,52 @@ def test_crossfit_mean_agrees_with_ppi_py(ppi, data):
     est = crossfit_mean(y, f, folds, by_fold, alpha=0.1)
     assert est.method == "cross-ppi" and est.lam == 1.0
     assert est.value == pytest.approx(ppi.crossppi_mean_pointestimate(y, f, by_fold.T)[0], rel=1e-9)
-    np.testing.assert_allclose(est.ci, np.ravel(ppi.crossppi_mean_ci(y, f, by_fold.T, alpha=0.1)),
-                               rtol=1e-9)
+    # ppi_py pools the residual variance across folds, we within them (shift-invariant, see
+    # the next test): with no fold shifts in the labelled predictions both estimate the same
+    ref_low, ref_high = np.ravel(ppi.crossppi_mean_ci(y, f, by_fold.T, alpha=0.1))
+    assert np.mean(est.ci) == pytest.approx((ref_low + ref_high) / 2, rel=1e-9)
+    assert est.ci[1] - est.ci[0] == pytest.approx(ref_high - ref_low, rel=0.01)
     pp = crossfit_mean(y, data["weak_f"], folds, np.stack([data["weak_fu"]] * k), method="ppi++")
     assert pp.method == "cross-ppi++" and 0 < pp.lam < 1
     classical = crossfit_mean(y, f, folds, by_fold, method="classical")
     assert classical.value == pytest.approx(y.mean()) and pp.stderr < classical.stderr
+
+
+@pytest.mark.parametrize("method", ["ppi", "ppi++"])
+def test_crossfit_mean_ignores_a_shift_of_each_fold_model(ppi, data, method):
+    """Models trained on the error variance are identified up to a constant (METHOD.md §3):
+    adding c_k to fold model k (its out-of-fold and its unlabelled predictions) changes
+    neither the estimate nor its interval; ppi_py's pooled variance widens by the spread."""
+    y, f, fu = data["y"], data["weak_f"], data["weak_fu"]
+    k = 5
+    folds = np.arange(N) % k
+    by_fold = np.stack([fu] * k)
+    shifts = np.array([-3.0, 1.0, 0.0, 2.0, 5.0])
+    plain = crossfit_mean(y, f, folds, by_fold, method=method)
+    shifted = crossfit_mean(y, f + shifts[folds], folds, by_fold + shifts[:, None], method=method)
+    assert shifted.value == pytest.approx(plain.value, rel=1e-12)
+    assert shifted.stderr == pytest.approx(plain.stderr, rel=1e-9)
+    assert shifted.lam == pytest.approx(plain.lam, rel=1e-9)
+    if method == "ppi":
+        low, high = np.ravel(ppi.crossppi_mean_ci(y, f + shifts[folds], by_fold.T + shifts))
+        assert high - low > 1.2 * (plain.ci[1] - plain.ci[0])
+
+
+def test_crossfit_mean_within_fold_variance_by_hand():
+    """Var = sum_k sum_{j in k} (r_j - mean_k r)^2 / (n - K) / n + Var(fbar) / m, with
+    fbar the fold-size-weighted average of the K models (unequal folds here)."""
+    rng = np.random.default_rng(3)
+    folds = np.repeat([0, 1, 2], [10, 20, 30])
+    y, f = rng.normal(size=60), rng.normal(size=60)
+    by_fold = rng.normal(size=(3, 40))
+    est = crossfit_mean(y, f, folds, by_fold)
+    r = y - f
+    within = sum(np.sum((r[folds == j] - r[folds == j].mean()) ** 2) for j in range(3)) / 57
+    fbar = np.array([10, 20, 30]) @ by_fold / 60
+    assert est.value == pytest.approx(y.mean() + fbar.mean() - f.mean(), rel=1e-12)
+    assert est.stderr == pytest.approx(np.sqrt(within / 60 + fbar.var() / 40), rel=1e-12)
+    classical = crossfit_mean(y, f, folds, by_fold, method="classical")
+    assert classical.stderr == pytest.approx(np.sqrt(y.var() / 60), rel=1e-12)
 
 
 @pytest.mark.parametrize("q", [0.1, 0.3, 0.5, 0.7, 0.9])

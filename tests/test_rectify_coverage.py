@@ -3,8 +3,9 @@
 Four data-generating processes (good, useless and biased predictor, heavy-tailed
 Y), 2,000 repetitions each, fixed seeds. The binomial standard error of a
 coverage estimate at 0.95 is 0.005, so [0.935, 0.965] is a +/- 3 s.e. band.
-Means run by default (about 6 s); the M-estimation loops (quantile, OLS,
-logistic, cross-PPI with fitted fold models) are marked slow (about 8 minutes).
+Means and cross-PPI with randomly shifted fold models run by default (about 15 s); the
+other M-estimation loops (quantile, OLS, logistic, cross-PPI with fitted fold models)
+are marked slow (about 8 minutes).
 Coverage is checked per coordinate for regression coefficients.
 """
 import numpy as np
@@ -163,12 +164,15 @@ def test_logistic_coverage(dgp):
         assert_coverage(hits[method], f"logistic {dgp}/{method}")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("dgp", DGPS)
+@pytest.mark.parametrize("dgp", [pytest.param(d, marks=pytest.mark.slow) for d in DGPS]
+                         + ["shifted"])
 def test_crossfit_coverage(dgp):
     """Cross-PPI with K = 5 least-squares fold models f_k(x) = a_k + b_k x (fitted here).
 
-    For the "useless" process the models see a pure-noise feature instead of x.
+    For the "useless" process the models see a pure-noise feature instead of x. For
+    "shifted" (run by default) each fold model is moved by its own random constant, sd 1
+    (twice the noise sd), as models trained on the error variance are: the interval must
+    keep its level, neither too short nor, by counting the shifts as error, too long.
     """
     rng = np.random.default_rng(400 + sum(map(ord, dgp)))
     k = 5
@@ -182,6 +186,8 @@ def test_crossfit_coverage(dgp):
         coefs = [np.polyfit(x[folds != j], y[folds != j], 1) for j in range(k)]
         if dgp == "biased":
             coefs = [c + [0.5, 1.0] for c in coefs]
+        if dgp == "shifted":
+            coefs = [c + [0.0, rng.normal()] for c in coefs]
         yhat = np.empty(N)
         for j, c in enumerate(coefs):
             yhat[folds == j] = np.polyval(c, x[folds == j])

@@ -249,3 +249,24 @@ def test_quick_with_minilm(replicate, tmp_path):
     out = tmp_path / "out"
     replicate.main(["--quick", "--cache-dir", str(tmp_path / "cache"), "--out-dir", str(out)])
     _check_outputs(replicate, out)
+
+
+def test_crossfit_variance_verification(tiny_bert_dir, tmp_path):
+    """``benchmarks/verify_crossfit_variance.py`` end to end on the tiny BERT: both
+    intervals on the same fold models; pooled within folds the residual sum of squares can
+    only be smaller than across folds."""
+    spec = importlib.util.spec_from_file_location(
+        "verify_crossfit_variance", SCRIPT.parent / "verify_crossfit_variance.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "crossfit_variance.md"
+    argv = ["--quick", "--datasets", "wine", "--seeds", "0", "1", "--budget", "100"]
+    argv += ["--backbone", tiny_bert_dir, "--cache-dir", str(tmp_path / "cache"), "--out", str(out)]
+    rows = module.main(argv)
+    assert [r["seed"] for r in rows] == [0, 1]
+    for r in rows:
+        assert r["var_within"] * (100 - 5) <= r["var_across"] * 100 + 1e-9
+        assert r["width_within"] > 0 and r["width_across"] > 0 and r["level_sd"] >= 0
+        assert r["m"] > 0 and np.isfinite(r["error"])
+    assert "| wine | 1 |" in out.read_text()

@@ -58,17 +58,25 @@ def _weight(method, y, yhat, ppipp_denominator):
     return clipped_lambda(cov, ppipp_denominator)
 
 
-def _rectify(y, yhat, lam, f_unl_mean, f_unl_var, m, alpha, method):
+def _rectify(y, yhat, lam, f_unl_mean, f_unl_var, m, alpha, method, resid_var=None):
     """Shared final step: ``mean(Y) + lam (mean f~ - mean f)`` with its Wald interval.
 
     Variance ``Var(Y - lam f)/n + lam^2 Var(f~)/m`` with plug-in (ddof = 0)
-    variances, the convention of ``ppi_py``.
+    variances, the convention of ``ppi_py``; ``resid_var`` replaces
+    ``Var(Y - lam f)`` when given.
     """
     n = y.shape[0]
-    resid = y - lam * yhat
+    if resid_var is None:
+        resid_var = (y - lam * yhat).var()
     value = float(y.mean() + lam * (f_unl_mean - yhat.mean()))
-    stderr = float(np.sqrt(resid.var() / n + lam * lam * f_unl_var / m))
+    stderr = float(np.sqrt(resid_var / n + lam * lam * f_unl_var / m))
     return RectifiedEstimate(value, stderr, wald_ci(value, stderr, alpha), alpha, method, n, m, lam)
+
+
+def _within_folds(x, folds, sizes):
+    """``x`` minus the mean of its fold (each unit's deviation from its fold's mean)."""
+    means = np.bincount(folds, weights=x, minlength=sizes.size) / sizes
+    return x - means[folds]
 
 
 def rectified_mean(y, yhat, yhat_unlabeled, *, method="ppi", alpha=0.05):
@@ -120,11 +128,19 @@ def crossfit_mean(y, yhat, folds, yhat_unlabeled_by_fold, *, method="ppi", alpha
     folds have equal sizes, and unbiased for unequal ones)::
 
         theta = mean(Y) + lam * (mean(fbar) - mean(yhat))
-        Var   = Var(Y - lam * yhat) / n + lam^2 Var(fbar) / m
+        Var   = Var_within(Y - lam * yhat) / n + lam^2 Var(fbar) / m
 
     the variance of Zrnic & Candès (Theorem 1, under stability of the
-    training algorithm; also ``ppi_py.crossppi_mean_ci`` without bootstrap),
-    with plug-in variances.
+    training algorithm), with ``Var_within`` the residual variance pooled
+    *within* folds, ``sum_k sum_{j in k} (r_j - mean_k r)^2 / (n - K)``.
+    Adding a constant ``c_k`` to model ``k`` leaves ``theta`` unchanged (it
+    enters ``mean(fbar)`` and ``mean(yhat)`` with the same weight ``n_k / n``),
+    and the within-fold variance leaves the interval unchanged too. That matters
+    for models trained on the error variance (METHOD.md §3), identified only up
+    to such a shift: the residual variance pooled *across* folds
+    (``ppi_py.crossppi_mean_ci``) adds the spread of the K shifts, which is not
+    an error of ``theta``, and widens the interval for nothing. The PPI++
+    weight uses the within-fold moments for the same reason.
 
     Parameters
     ----------
@@ -136,9 +152,9 @@ def crossfit_mean(y, yhat, folds, yhat_unlabeled_by_fold, *, method="ppi", alpha
         Predictions of each fold model on the unlabelled units.
     method : {"classical", "ppi", "ppi++"}
         ``lam = 0``, ``lam = 1``, or the variance-minimising
-        ``lam = Cov(Y, yhat) / (Var(yhat) + (n/m) Var(fbar))`` clipped to
-        [0, 1] (the out-of-fold and the averaged predictions have different
-        variances, so they are not pooled as in :func:`rectified_mean`).
+        ``lam = Cov_within(Y, yhat) / (Var_within(yhat) + (n/m) Var(fbar))``
+        clipped to [0, 1] (the out-of-fold and the averaged predictions have
+        different variances, so they are not pooled as in :func:`rectified_mean`).
     alpha : float in (0, 1)
 
     Returns
@@ -169,10 +185,17 @@ def crossfit_mean(y, yhat, folds, yhat_unlabeled_by_fold, *, method="ppi", alpha
     sizes = np.bincount(folds, minlength=k)
     if (sizes == 0).any():
         raise ValueError(f"folds has no labelled unit for fold id(s) {np.flatnonzero(sizes == 0).tolist()}")
+    if y.shape[0] <= k:
+        raise ValueError(f"folds: the residual variance is estimated within folds, which needs more "
+                         f"labelled units than folds; got {y.shape[0]} units in {k} folds")
 
     n = y.shape[0]
     fbar = (sizes / n) @ f_unl
     fbar_mom = Moments.of(fbar)
-    lam = _weight(method, y, yhat, yhat.var() + n / m * fbar_mom.var)
-    label = method if method == "classical" else f"cross-{method}"
-    return _rectify(y, yhat, lam, fbar_mom.mean, fbar_mom.var, m, alpha, label)
+    y_w, f_w = _within_folds(y, folds, sizes), _within_folds(yhat, folds, sizes)
+    lam = _weight(method, y_w, f_w, f_w.var() + n / m * fbar_mom.var)
+    if method == "classical":  # no model, no shift: Var(Y) / n as in rectified_mean
+        label, resid_var = method, None
+    else:
+        label, resid_var = f"cross-{method}", float(np.square(y_w - lam * f_w).sum() / (n - k))
+    return _rectify(y, yhat, lam, fbar_mom.mean, fbar_mom.var, m, alpha, label, resid_var)
