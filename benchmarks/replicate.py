@@ -1466,8 +1466,15 @@ def run(cfg, args, argv):
             {d: t["population_rows"] for d, t in meta["truth"].items()},
             cfg.out_dir,
         )
+    from replication_adjusted import main as adjust_for_pool_luck
+
+    adjust_for_pool_luck(
+        ["--results", str(cfg.out_dir / "replication.json"), "--out-dir", str(cfg.out_dir)]
+        + (["--no-plots"] if args.no_plots else [])
+    )
     print(
-        f"wrote {cfg.out_dir / 'replication.json'} and replication.md; wall time "
+        f"wrote {cfg.out_dir / 'replication.json'}, replication.md and replication_adjusted.*; "
+        f"wall time "
         f"{this_run['wall_seconds'] / 60:.1f} min ({fitted} fine-tunes run; cached models' "
         f"compute {sum(meta['compute_seconds'][d.name] for d in datasets) / 60:.1f} min)",
         flush=True,

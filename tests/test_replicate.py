@@ -63,6 +63,8 @@ def _check_outputs(module, out, n_seeds=2):
     (run,) = payload["metadata"]["runs"]
     assert run["wall_seconds"] > 0 and run["datasets"] == ["wine"]
     assert "| ftr_var |" in (out / "replication.md").read_text()
+    adjusted = json.loads((out / "replication_adjusted.json").read_text())["records"]
+    assert {r["method"] for r in adjusted} == methods
     return payload
 
 
@@ -269,4 +271,8 @@ def test_crossfit_variance_verification(tiny_bert_dir, tmp_path):
         assert r["var_within"] * (100 - 5) <= r["var_across"] * 100 + 1e-9
         assert r["width_within"] > 0 and r["width_across"] > 0 and r["level_sd"] >= 0
         assert r["m"] > 0 and np.isfinite(r["error"])
-    assert "| wine | 1 |" in out.read_text()
+    text = out.read_text()
+    assert "| wine | 1 |" in text and "fine-tunes run" in text
+    expected = 1 - 100 * np.mean([r["se_within"] ** 2 for r in rows]) / rows[0]["var_y"]
+    assert module.interval_savings(rows, "se_within", 100) == pytest.approx(expected)
+    assert f"savings (interval) {100 * expected:.0f}% within" in text
