@@ -10,7 +10,8 @@ own mean ``mean_P Y``, so a record's mean squared error around the truth is
 
 and its first term is sampled once per seed (5 times), however many draws there are. Its
 expectation is known in closed form (``P_g`` is a uniform random ``N_P``-subset of the
-evaluation rows ``E``; Cochran, *Sampling Techniques*, eq. 2.8):
+evaluation rows ``E``: the variance of a mean drawn without replacement, Cochran,
+*Sampling Techniques*, ch. 2):
 
     E[d^2] = (mean_E Y - truth)^2 + S_E^2 / N_P * (1 - N_P / N_E)
 
@@ -23,7 +24,10 @@ record's mean half-width.
 ``savings (interval)`` is ``1 - n se^2 / Var(Y)`` with ``se = mean width / (2 z)``: what the
 intervals themselves promise against the classical interval at ``n`` labels (about 0 for
 ``classical``; no finite-population correction on either side; not for ``finetune_only``,
-whose naive interval ignores its bias).
+whose naive interval ignores its bias). ``savings (m → ∞)`` is ``1 - n sigma^2(s) / ((n - s)
+Var(Y))``, ``sigma^2(s)`` the hold-out error variance of the record's own models: the PPI
+savings with an unlimited unlabelled set, which the run caps at ``end - n`` rows (METHOD.md
+§5: ``V(s)`` without its ``Var(f)/m`` term).
 
 Records whose repetitions are independent draws (``classical``, ``rectify_only*``,
 ``finetune_only``, ``ftr_var_crossfit``) are copied unadjusted. Output:
@@ -70,9 +74,25 @@ def pool_terms(rep, ds, end, record):
     return float(np.mean(realised)), float(np.mean(expected))
 
 
-def adjust(record, ds, var_y, z, terms=None):
-    """The record with ``*_adj`` fields (pooled records) and ``label_savings_interval``."""
+def unlimited_savings(record, pilots, var_y):
+    """``1 - n sigma^2(s) / ((n - s) Var(Y))``: the PPI savings with an unlimited unlabelled set.
+
+    ``sigma^2(s)`` is the mean hold-out error variance of the record's own models
+    (``pilots``: the ``[s, seed, Var(Y - f), Var(f)]`` rows of its loss's scaling law).
+    """
+    sizes = record.get("s_by_seed") or [record["s"]] * len(record["seeds"])
+    sigma2 = {(int(p[0]), int(p[1])): p[2] for p in pilots}
+    n = record["n"]
+    return float(np.mean([1 - n * sigma2[s, g] / ((n - s) * var_y)
+                          for g, s in zip(record["seeds"], sizes)]))
+
+
+def adjust(record, ds, var_y, z, terms=None, pilots=None):
+    """The record with ``*_adj`` fields (pooled records), ``label_savings_interval`` and,
+    given its models' ``pilots``, ``label_savings_m_inf``."""
     out = dict(record)
+    if pilots is not None:
+        out["label_savings_m_inf"] = unlimited_savings(record, pilots, var_y)
     se = record["mean_width"] / (2 * z)
     valid = record["method"] != "finetune_only"  # its naive interval ignores the bias
     out["label_savings_interval"] = 1 - record["n"] * se**2 / var_y if valid else None
@@ -109,6 +129,8 @@ def markdown(records, grid, src):
         "truth and the measured MSE is too small). Adjusted columns replace the realised pool "
         "error by its expectation; `coverage (normal, adj)` is the coverage a normal error with "
         "the adjusted MSE gives the mean half-width. `savings (interval)`: 1 - n se^2 / Var(Y). "
+        "`savings (m → ∞)`: 1 - n sigma^2(s) / ((n - s) Var(Y)) with the models' hold-out error "
+        "variance, the PPI savings with an unlimited unlabelled set. "
         "Methods with independent repetitions are not adjusted (—).",
         "",
     ]
@@ -117,8 +139,8 @@ def markdown(records, grid, src):
             f"### {name}",
             "",
             "| n | method | s | coverage | coverage (normal, adj) | pool luck | n_eff | n_eff (adj) "
-            "| savings (FPC) | savings (FPC, adj) | savings (interval) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| savings (FPC) | savings (FPC, adj) | savings (interval) | savings (m → ∞) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in records if r["dataset"] == name):
             adj = "rmse_adj" in r
@@ -128,7 +150,7 @@ def markdown(records, grid, src):
                 f"{r['pool_error_realised'] / r['pool_error_expected']:.2f}" if adj else "—",
                 f"{r['n_eff']:.0f}", f"{r['n_eff_adj']:.0f}" if adj else "—",
                 pct(r["label_savings_fpc"]), pct(r.get("label_savings_fpc_adj")),
-                pct(r["label_savings_interval"]),
+                pct(r["label_savings_interval"]), pct(r.get("label_savings_m_inf")),
             ]
             out.append("| " + " | ".join(map(str, cells)) + " |")
         out.append("")
@@ -202,7 +224,10 @@ def main(argv=None):
         for source, target in ((payload["records"], records), (payload["grid"], grid)):
             for r in (r for r in source if r["dataset"] == name):
                 terms = pool_terms(rep, ds, end, r) if r["method"] in POOLED and end else None
-                target.append(adjust(r, ds, var_y, z, terms))
+                loss = "mse" if r["method"] in ("ftr_mse", "grid_mse") else "variance"
+                law = payload.get("scaling_laws", {}).get(name, {}).get(loss)
+                ppi = r["method"] in POOLED and r["method"] != "ftr_var_ppipp"
+                target.append(adjust(r, ds, var_y, z, terms, law["pilots"] if ppi and law else None))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     text = markdown(records, grid, args.results.name)
     (args.out_dir / "replication_adjusted.md").write_text(text)

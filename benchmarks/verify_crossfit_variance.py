@@ -126,7 +126,8 @@ def markdown(rows, args, seconds, fitted):
         )
     out += ["", "Per dataset (mean over seeds; `savings (interval)` = 1 - n se^2 / Var(Y) with "
             "the mean se^2 over seeds: the labels the interval saves against the classical "
-            "interval at n):", ""]
+            "interval at n; `savings (m → ∞)` = 1 - Var within / Var(Y), the same with an "
+            "unlimited unlabelled set):", ""]
     for name in dict.fromkeys(r["dataset"] for r in rows):
         sub = [r for r in rows if r["dataset"] == name]
         ratio = np.mean([r["width_within"] / r["width_across"] for r in sub])
@@ -135,7 +136,8 @@ def markdown(rows, args, seconds, fitted):
             f"{np.mean([r['width_within'] for r in sub]):.4g} vs "
             f"{np.mean([r['width_across'] for r in sub]):.4g}); savings (interval) "
             f"{100 * interval_savings(sub, 'se_within', args.budget):.0f}% within vs "
-            f"{100 * interval_savings(sub, 'se_across', args.budget):.0f}% across; "
+            f"{100 * interval_savings(sub, 'se_across', args.budget):.0f}% across; savings "
+            f"(m → ∞) {100 * (1 - np.mean([r['var_within'] for r in sub]) / sub[0]['var_y']):.0f}%; "
             f"covered {sum(r['covers_within'] for r in sub)} of {len(sub)} (within); "
             f"level sd of the fold models {np.mean([r['level_sd'] for r in sub]):.3g}; "
             f"{len(sub)} seeds"

@@ -55,6 +55,16 @@ def test_adjustment_replaces_only_the_pool_term(adjusted):
     assert "rmse_adj" not in unpooled and unpooled["label_savings_interval"] is None
 
 
+def test_unlimited_savings_from_the_models_error_variance(adjusted):
+    record = {"n": 500, "s": 100, "seeds": [0, 1]}
+    pilots = [[100, 0, 2.0, 9.0], [100, 1, 4.0, 9.0], [50, 0, 8.0, 9.0]]  # Var(Y) = 8
+    # per seed 1 - 500 sigma^2 / (400 * 8): 0.6875 and 0.375
+    assert adjusted.unlimited_savings(record, pilots, 8.0) == pytest.approx((0.6875 + 0.375) / 2)
+    faithful = dict(record, s_by_seed=[50, 100], seeds=[0, 1])
+    assert adjusted.unlimited_savings(faithful, pilots, 8.0) == pytest.approx(
+        ((1 - 500 * 8 / (450 * 8)) + 0.375) / 2)
+
+
 def test_main_on_a_replication_json(adjusted, tmp_path):
     """End to end on a small hand-made replication.json over the real wine file."""
     rep = adjusted.load_replicate()
@@ -65,12 +75,17 @@ def test_main_on_a_replication_json(adjusted, tmp_path):
     records = [dict(base, method="classical", s=0), dict(base, method="ftr_var", s=100)]
     grid = [dict(base, method="grid_variance", s=s) for s in (50, 100)]
     path = tmp_path / "replication.json"
+    pilots = [[s, g, 4.0, 5.0] for s in (50, 100) for g in (0, 1)]
+    laws = {"wine": {"variance": {"pilots": pilots}}}
     path.write_text(json.dumps({"metadata": {"config": config, "datasets_done": ["wine"]},
-                                "records": records, "grid": grid}))
+                                "records": records, "grid": grid, "scaling_laws": laws}))
     out, grid_out = adjusted.main(["--results", str(path), "--out-dir", str(tmp_path)])
     by = {r["method"]: r for r in out}
     assert "rmse_adj" not in by["classical"] and "rmse_adj" in by["ftr_var"]
     assert by["ftr_var"]["pool_error_expected"] > 0 and all("rmse_adj" in g for g in grid_out)
+    var_y = 8.46591164263644  # the wine points over the whole file
+    assert by["ftr_var"]["label_savings_m_inf"] == pytest.approx(1 - 500 * 4 / (400 * var_y))
+    assert "label_savings_m_inf" not in by["classical"]
     text = (tmp_path / "replication_adjusted.md").read_text()
     assert "| 500 | ftr_var | 100 |" in text and "oracle with the adjusted MSE" in text
     assert (tmp_path / "replication_adjusted.png").stat().st_size > 0
