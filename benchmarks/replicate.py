@@ -108,6 +108,12 @@ classical mean itself has ``MSE ~ Var(Y) (1/n - 1/|E|)``; ``n_eff_fpc = 1 / (MSE
 ``label_savings_fpc = 1 - n / n_eff_fpc`` (about 0 for ``classical``) is the share of
 labels saved against it at equal precision.
 
+The draws of one grid model all split the same pool (its predicted rows minus its training
+rows), so with the unlabelled cap the distance of each pool's label mean to the truth enters
+the fine-tuned methods' MSE once per seed; ``benchmarks/replication_adjusted.py``, run at the
+end, writes the records with that term replaced by its expectation
+(``replication_adjusted.{json,md,png}``).
+
 Run (from the repository root)::
 
     python benchmarks/replicate.py --plan          # print the plan and time estimate only
