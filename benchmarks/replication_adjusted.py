@@ -42,7 +42,6 @@ import argparse
 import dataclasses
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,13 +59,17 @@ def load_replicate():
     return module
 
 
+def sizes_by_seed(record):
+    """Fine-tuning size of the record's model for each of its seeds."""
+    return record.get("s_by_seed") or [record["s"]] * len(record["seeds"])
+
+
 def pool_terms(rep, ds, end, record):
     """(mean_g d_g^2, E[d^2]) of a pooled record: realised and expected pool error."""
-    sizes = record.get("s_by_seed") or [record["s"]] * len(record["seeds"])
     y_e = ds.y[ds.population]
     offset2 = (y_e.mean() - ds.truth) ** 2
     realised, expected = [], []
-    for seed, s in zip(record["seeds"], sizes):
+    for seed, s in zip(record["seeds"], sizes_by_seed(record)):
         pool = rep.permutation(ds, seed)[s:end]
         n_p, n_e = pool.size, y_e.size
         realised.append((ds.y[pool].mean() - ds.truth) ** 2)
@@ -80,11 +83,10 @@ def unlimited_savings(record, pilots, var_y):
     ``sigma^2(s)`` is the mean hold-out error variance of the record's own models
     (``pilots``: the ``[s, seed, Var(Y - f), Var(f)]`` rows of its loss's scaling law).
     """
-    sizes = record.get("s_by_seed") or [record["s"]] * len(record["seeds"])
     sigma2 = {(int(p[0]), int(p[1])): p[2] for p in pilots}
     n = record["n"]
     return float(np.mean([1 - n * sigma2[s, g] / ((n - s) * var_y)
-                          for g, s in zip(record["seeds"], sizes)]))
+                          for g, s in zip(record["seeds"], sizes_by_seed(record))]))
 
 
 def adjust(record, ds, var_y, z, terms=None, pilots=None):
@@ -125,7 +127,7 @@ def markdown(records, grid, src):
         "",
         f"Command: `python benchmarks/replication_adjusted.py` on `{src}` (no fine-tuning). "
         "`pool luck`: realised / expected squared error of the pools' own label means "
-        "(1 = an average draw of the 5 pools; below 1, the pools happened to sit close to the "
+        "(1 = an average draw of the pools, one per seed; below 1, the pools happened to sit close to the "
         "truth and the measured MSE is too small). Adjusted columns replace the realised pool "
         "error by its expectation; `coverage (normal, adj)` is the coverage a normal error with "
         "the adjusted MSE gives the mean half-width. `savings (interval)`: 1 - n se^2 / Var(Y). "
