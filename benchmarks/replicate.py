@@ -1480,8 +1480,7 @@ def run(cfg, args, argv):
     )
     print(
         f"wrote {cfg.out_dir / 'replication.json'}, replication.md and replication_adjusted.*; "
-        f"wall time "
-        f"{this_run['wall_seconds'] / 60:.1f} min ({fitted} fine-tunes run; cached models' "
+        f"wall time {this_run['wall_seconds'] / 60:.1f} min ({fitted} fine-tunes run; cached models' "
         f"compute {sum(meta['compute_seconds'][d.name] for d in datasets) / 60:.1f} min)",
         flush=True,
     )

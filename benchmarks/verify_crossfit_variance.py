@@ -103,7 +103,7 @@ def markdown(rows, args, seconds, fitted):
         "",
         f"Command: `python benchmarks/verify_crossfit_variance.py "
         f"{' '.join(sys.argv[1:])}`; {seconds / 60:.1f} min on 2 CPU cores, {fitted} "
-        f"fine-tunes run (the other fold models came from the cache). "
+        f"fine-tunes run here (any other fold model came from the cache). "
         f"LoRA fold models of `replicate.py` (MiniLM, variance loss, its default settings), "
         f"n = {args.budget}, K = 5, unlabelled m = {rows[0]['m']}; 95% intervals.",
         "",
