@@ -165,7 +165,20 @@ def markdown(records, grid, src):
                 out.append(f"- n = {n}: s* of the law {law['s']}, oracle with the adjusted MSE "
                            f"{best['s']}; MSE ratio {ratio:.2f}")
         out.append("")
-    return "\n".join(out)
+    out.append(agreement(records))
+    return "\n".join(out) + "\n"
+
+
+def agreement(records):
+    """How far the measured and the adjusted savings (FPC) are from the interval's promise."""
+    rows = [r for r in records if "rmse_adj" in r]
+    if not rows:
+        return "No record shares pools: nothing adjusted."
+    gap = lambda key: 100 * np.array([abs(r[key] - r["label_savings_interval"]) for r in rows])
+    adj, raw = gap("label_savings_fpc_adj"), gap("label_savings_fpc")
+    return (f"Savings (FPC) against savings (interval) ({len(rows)} records adjusted): "
+            f"adjusted within a median {np.median(adj):.1f} points (at most {adj.max():.1f}), "
+            f"as measured {np.median(raw):.1f} (at most {raw.max():.1f}).")
 
 
 def plot(records, path):

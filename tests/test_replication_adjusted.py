@@ -88,6 +88,7 @@ def test_main_on_a_replication_json(adjusted, tmp_path):
     assert "label_savings_m_inf" not in by["classical"]
     text = (tmp_path / "replication_adjusted.md").read_text()
     assert "| 500 | ftr_var | 100 |" in text and "oracle with the adjusted MSE" in text
+    assert "(1 records adjusted): adjusted within a median" in text
     assert (tmp_path / "replication_adjusted.png").stat().st_size > 0
     saved = json.loads((tmp_path / "replication_adjusted.json").read_text())
     assert saved["records"][1]["n_eff_adj"] == pytest.approx(by["ftr_var"]["n_eff_adj"])
