@@ -1,6 +1,6 @@
 """Benchmark of skftr.rectify.rectified_mean against bare numpy (issue 2, item 4).
 
-1. In memory: n = 10^3 labelled, m = 10^7 unlabelled float64 predictions.
+1. In memory: n = 10^3 labeled, m = 10^7 unlabeled float64 predictions.
    ``rectified_mean`` (PPI and PPI++) against a bare numpy mean + variance over
    the same arrays, in the same process: best-of-repeats time ratio (target
    <= 3x) and extra peak memory measured with tracemalloc, in copies of the
@@ -102,7 +102,7 @@ def main(argv=None):
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores (shared), Python "
         f"{platform.python_version()}, numpy {np.__version__}. Times: best of {args.repeats}.",
         "",
-        f"In memory: n = {args.n:,} labelled, m = {args.m:,} unlabelled float64 predictions "
+        f"In memory: n = {args.n:,} labeled, m = {args.m:,} unlabeled float64 predictions "
         f"(the m-array is {m_bytes / mib:.0f} MiB). Extra memory: tracemalloc peak during the call.",
         "",
         "| call | time (s) | ratio to numpy | extra peak memory (MiB) | in m-array copies |",

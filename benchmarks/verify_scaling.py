@@ -9,7 +9,7 @@ For each data set (EmoBank valence, wine points):
    universe. At every ``s`` of a dense grid, ``--truth-repeats`` ridge fits on random
    ``s`` rows of the universe give the held-out error variance ``sigma^2(s)`` (mean
    over the fits), hence the measured ``V(s) = sigma^2(s) / (n - s)`` of a budget ``n``.
-2. *Pilots.* For each of ``--seeds`` seeds a budget of ``n`` labelled rows is drawn from
+2. *Pilots.* For each of ``--seeds`` seeds a budget of ``n`` labeled rows is drawn from
    the universe, and ``ScalingLaw.from_pilots`` fits the law on pilot fits:
    - ``pilots-free``: pilots inside the budget, their labels not counted
      (the paper's protocol);

@@ -16,12 +16,16 @@ _EXPORTS = {
     "crossfit_mean": "skftr.rectify",
     "LoRARegressor": "skftr.lora",
     "ScalingLaw": "skftr.scaling",
-    "ScalingLawWarning": "skftr.scaling",
+    "ScalingLawWarning": "skftr.exceptions",
     "Allocation": "skftr.allocation",
     "optimal_allocation": "skftr.allocation",
     "BudgetSplitter": "skftr.model_selection",
     "FineTuneRectifyEstimator": "skftr.estimator",
-    "NoUnlabeledWarning": "skftr.estimator",
+    "NoUnlabeledWarning": "skftr.exceptions",
+    "ConstantPredictionWarning": "skftr.exceptions",
+    "UntrustedFileError": "skftr.exceptions",
+    "TextRidge": "skftr.predictors",
+    "FoldEnsemble": "skftr.predictors",
     "SentenceEmbedder": "skftr.embedding",
 }
 

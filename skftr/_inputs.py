@@ -2,6 +2,8 @@
 
 numpy only (no torch), so :mod:`skftr.estimator` can use them without loading a model.
 """
+import hashlib
+
 import numpy as np
 
 __all__ = ["check_texts", "check_target"]
@@ -73,3 +75,100 @@ def check_target(y, n_samples, name="y"):
     if bad.size:
         raise ValueError(f"{name} must be finite; {bad.size} value(s) are NaN or infinite, first at {name}[{bad[0]}]")
     return arr
+
+
+def resolve_size(value, n, name):
+    """The size rule used everywhere: an int is a count, a float in (0, 1) a share of ``n``.
+
+    Returns ``int(value)`` or ``round(value * n)``; raises ``ValueError`` naming ``name``
+    for anything else (bools included).
+    """
+    from numbers import Integral, Real
+
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Real) and not isinstance(value, bool) and 0 < value < 1:
+        return int(round(float(value) * n))
+    raise ValueError(f"{name} must be an int (a count) or a float in (0, 1) (a share of {n}), "
+                     f"got {value!r}")
+
+
+def check_labels(y, n_samples, name="y"):
+    """Labels with NaN marking unlabeled rows: 1-d float64, finite or NaN, one per row.
+
+    Raises ``ValueError`` naming the first infinite value, a non-numeric label (with its
+    row and value) or a length that differs from ``n_samples``.
+    """
+    if y is None:
+        raise ValueError(f"this estimator requires {name} to be passed, but the target {name} "
+                         "is None: give one label per row, NaN for an unlabeled row")
+    if hasattr(y, "to_numpy"):
+        y = y.to_numpy()
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        from sklearn.utils.validation import column_or_1d
+
+        arr = column_or_1d(arr, warn=True)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-dimensional (one label per row), got shape {arr.shape}")
+    if arr.dtype.kind not in "biuf":
+        out = np.empty(arr.shape[0])
+        for i, value in enumerate(arr):
+            try:
+                out[i] = np.nan if value is None else float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{name}[{i}] = {value!r} is not a number; labels must be "
+                                 "numeric (NaN or None for an unlabeled row)") from None
+        arr = out
+    arr = arr.astype(np.float64)
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"X has {n_samples} rows but {name} has {arr.shape[0]}; they must "
+                         "have the same length")
+    bad = np.flatnonzero(np.isinf(arr))
+    if bad.size:
+        raise ValueError(f"{name}[{bad[0]}] is infinite; labels must be finite (NaN marks an "
+                         "unlabeled row)")
+    return arr
+
+
+def looks_like_texts(X):
+    """A str, a sequence holding a str, or a single non-numeric column."""
+    if isinstance(X, str):
+        return True
+    if hasattr(X, "columns") and hasattr(X, "iloc"):
+        return X.shape[1] == 1 and X.dtypes.iloc[0].kind in "OSU"
+    if hasattr(X, "dtype") and hasattr(X, "shape") and getattr(X, "format", None) is None:
+        one_col = len(X.shape) == 1 or (len(X.shape) == 2 and X.shape[1] == 1)
+        return X.dtype.kind in "OSU" and one_col
+    if isinstance(X, (list, tuple)):  # any str: texts (check_texts names a bad row)
+        return any(isinstance(v, str) for v in X)
+    return False
+
+
+def table_columns(X, text_column, score_columns, name):
+    """The text column and the numeric score columns of a DataFrame ``X``."""
+    if not (hasattr(X, "columns") and hasattr(X, "iloc")):
+        raise TypeError(f"{name} must be a DataFrame when text_column is set, "
+                        f"got {type(X).__name__}")
+    wanted = [text_column] + list(score_columns or ())
+    missing = [c for c in wanted if c not in X.columns]
+    if missing:
+        raise ValueError(f"{name} has no column(s) {missing}; its columns are {list(X.columns)}")
+    if not score_columns:
+        return X[text_column], None
+    scores = np.empty((len(X), len(score_columns)))
+    for j, column in enumerate(score_columns):
+        values = check_labels(X[column], len(X), name=f"{name}[{column!r}]")
+        if np.isnan(values).any():
+            raise ValueError(f"score column {column!r} is missing a value at row "
+                             f"{int(np.flatnonzero(np.isnan(values))[0])}; every row needs a score")
+        scores[:, j] = values
+    return X[text_column], scores
+
+
+def row_keys(X, scores):
+    """A 64-bit fingerprint per row (text or numeric row), stable across processes."""
+    rows = X.tolist() if X.dtype == object else [r.tobytes() for r in np.ascontiguousarray(X)]
+    digest = [hashlib.blake2b(r.encode() if isinstance(r, str) else r, digest_size=8).digest()
+              for r in rows]
+    return np.frombuffer(b"".join(digest), dtype=np.uint64) if digest else np.empty(0, np.uint64)

@@ -103,6 +103,7 @@ class TextLoader(DataLoader):
             dataset,
             batch_sampler=_MergeLastBatchSampler(sampler, int(batch_size), min_batch_size),
             collate_fn=collate_fn if collate_fn is not None else PadCollator(pad_token_id),
+            generator=generator,  # also draws the loader's base seed (else the global RNG does)
             **kwargs,
         )
 

@@ -1,12 +1,12 @@
 """Optimal split of a human-label budget between fine-tuning and rectification.
 
-METHOD.md section 5: spending ``s`` of ``n`` labels on fine-tuning and ``n - s`` on
-rectification gives the rectified mean a variance
+Wang, Ye & Zhao 2025 §4 (docs/method.md §5): spending ``s`` of ``n`` labels on
+fine-tuning and ``n - s`` on rectification gives the rectified mean a variance
 
     V(s) = sigma^2(s) / (n - s) + Var(f_s(X)) / m,
 
 with ``sigma^2`` the fitted scaling law (:class:`skftr.ScalingLaw`) and ``m`` the number of
-unlabelled units. ``s* = argmin V(s)`` over the integers; for ``b = 0`` and ``m`` infinite
+unlabeled units. ``s* = argmin V(s)`` over the integers; for ``b = 0`` and ``m`` infinite
 it is the integer next to ``alpha * n / (1 + alpha)``.
 """
 from dataclasses import dataclass, field
@@ -119,7 +119,7 @@ def _check_int(value, name, low):
 
 def optimal_allocation(n, law, *, n_unlabeled=None, var_f=None, min_finetune=1,
                        min_rectify=10, n_pilot=0, alpha=0.05):
-    """Integer minimiser of ``V(s) = sigma^2(s) / (n - s) + Var(f) / m`` (METHOD.md 5).
+    """Integer minimiser of ``V(s) = sigma^2(s) / (n - s) + Var(f) / m`` (docs/method.md §5).
 
     ``V`` is evaluated at every admissible integer ``s`` (cheap and exact; ties go to
     the smaller ``s``). ``s = 0`` (zero-shot) is not considered: the power law is
@@ -132,7 +132,7 @@ def optimal_allocation(n, law, *, n_unlabeled=None, var_f=None, min_finetune=1,
     law : fitted ScalingLaw
         Or any object whose ``predict(s)`` gives the error variance ``sigma^2(s)``.
     n_unlabeled : int, default=None
-        ``m``, the number of unlabelled units. None treats ``m`` as infinite (second
+        ``m``, the number of unlabeled units. None treats ``m`` as infinite (second
         term 0).
     var_f : float, default=None
         ``Var(f(X))`` for the second term. None uses ``law.prediction_variance_`` (set by

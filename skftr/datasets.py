@@ -1,4 +1,4 @@
-"""Loaders for the human-labelled corpora the method was evaluated on.
+"""Loaders for the human-labeled corpora the method was evaluated on.
 
 The files live outside the repository, in ``../shared/data`` beside the project
 root, or wherever the environment variable ``SKFTR_DATA_DIR`` points.
@@ -6,7 +6,6 @@ root, or wherever the environment variable ``SKFTR_DATA_DIR`` points.
 import os
 from pathlib import Path
 
-import numpy as np
 
 __all__ = ["data_dir", "load_wine_reviews", "load_emobank", "load_emobank_reader"]
 

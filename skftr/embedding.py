@@ -2,7 +2,8 @@
 
 ``SentenceEmbedder`` turns texts into the pooled last hidden states of a frozen
 transformers encoder (all-MiniLM-L6-v2 by default), so that a cheap regressor (ridge)
-on top gives the baseline predictor ``f`` of METHOD.md and the pilots of the scaling law.
+on top gives the frozen-embedding predictor of docs/method.md §2.4 and the pilots of the
+scaling law (§4).
 """
 import os
 from numbers import Integral
@@ -12,6 +13,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._hf import pool, quiet, resolve_backbone, resolve_device, torch_threads
 from ._inputs import check_texts
 
 __all__ = ["SentenceEmbedder"]
@@ -29,8 +31,8 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     Parameters
     ----------
     backbone : str or path, default=None
-        Directory (or hub name available offline) of the encoder; None uses
-        :func:`skftr.backbones.minilm`.
+        A known backbone name (``"minilm"``, ``"mpnet"``; see :mod:`skftr.backbones`) or
+        a local model directory; None is all-MiniLM-L6-v2. Nothing is downloaded.
     max_length : int, default=128
         Tokens per text (longer texts are truncated).
     batch_size : int, default=64
@@ -38,6 +40,9 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     pooling : {"mean", "cls"}, default="mean"
     device : str, default="auto"
         Torch device; "auto" picks CUDA when available, else CPU.
+    n_threads : int, default=None
+        Torch and BLAS threads during ``transform``; None applies
+        :func:`skftr._hf.default_threads` (never more threads than free cores).
 
     Attributes
     ----------
@@ -53,15 +58,17 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "pooling": [StrOptions({"mean", "cls"})],
         "device": [str],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(self, backbone=None, max_length=128, batch_size=64, pooling="mean",
-                 device="auto"):
+                 device="auto", n_threads=None):
         self.backbone = backbone
         self.max_length = max_length
         self.batch_size = batch_size
         self.pooling = pooling
         self.device = device
+        self.n_threads = n_threads
 
     def fit(self, X=None, y=None):
         """Load the frozen encoder; ``X`` (texts) is only validated.
@@ -73,18 +80,14 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._validate_params()
         if X is not None:
             check_texts(X)
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from .backbones import minilm
-
-        path = minilm() if self.backbone is None else str(self.backbone)
-        device = self.device
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        path = resolve_backbone(self.backbone)
+        device = resolve_device(self.device)
         try:
-            self.tokenizer_ = AutoTokenizer.from_pretrained(path)
-            self.model_ = AutoModel.from_pretrained(path).to(device).eval()
+            with quiet(0):
+                self.tokenizer_ = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                self.model_ = AutoModel.from_pretrained(path, local_files_only=True).to(device).eval()
         except (OSError, ValueError) as error:
             raise ValueError(f"backbone {path!r} could not be loaded as a transformers "
                              f"encoder: {error}") from error
@@ -114,18 +117,14 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
         order = np.argsort([len(text) for text in texts], kind="stable")[::-1]
         out = np.empty((len(texts), self.n_features_out_))
-        with torch.inference_mode():
+        with torch_threads(self.n_threads), torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 rows = order[start:start + self.batch_size]
                 batch = self.tokenizer_([texts[i] for i in rows], padding=True,
                                         truncation=True, max_length=self.max_length,
                                         return_tensors="pt").to(self.device_)
                 hidden = self.model_(**batch).last_hidden_state
-                if self.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+                pooled = pool(hidden, batch["attention_mask"], self.pooling)
                 out[rows] = pooled.float().cpu().numpy()
         return out
 

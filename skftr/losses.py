@@ -1,14 +1,18 @@
-"""Fine-tuning objectives, usable as a skorch ``criterion`` (METHOD.md §3).
+"""Fine-tuning losses (Wang, Ye & Zhao 2025, §3; docs/method.md §3.1).
 
-Each loss is a ``torch.nn.Module`` called as ``loss(y_pred, y_true)`` with
+``LoRARegressor(loss=...)`` takes a name from :data:`LOSSES` or any such module. Each loss is a ``torch.nn.Module`` called as ``loss(y_pred, y_true)`` with
 tensors of shape ``(batch,)`` (or ``(batch, 1)``). The variance and
 correlation losses need at least two rows per batch (``min_batch_size = 2``):
 a smaller batch raises a ``ValueError`` instead of returning NaN.
 """
+import warnings
+
 import torch
 from torch import nn
 
-__all__ = ["ErrorVarianceLoss", "MSELoss", "CorrelationLoss", "CRITERIA"]
+from .exceptions import SkftrDeprecationWarning
+
+__all__ = ["ErrorVarianceLoss", "MSELoss", "CorrelationLoss", "LOSSES"]
 
 
 def _flatten_pair(y_pred, y_true, name, min_batch_size):
@@ -52,7 +56,7 @@ class CorrelationLoss(nn.Module):
     """One minus the squared Pearson correlation, ``1 - corr(y, y_hat)^2``.
 
     ``Var(y) (1 - corr^2)`` is the residual variance after the best linear
-    rescaling of the predictions, the objective matching PPI++ (METHOD.md §3).
+    rescaling of the predictions, the objective matching PPI++ (docs/method.md §3.1).
 
     Parameters
     ----------
@@ -75,4 +79,12 @@ class CorrelationLoss(nn.Module):
         return 1.0 - cov**2 / ((dp**2).mean() * (dt**2).mean() + self.eps)
 
 
-CRITERIA = {"variance": ErrorVarianceLoss, "mse": MSELoss, "correlation": CorrelationLoss}
+LOSSES = {"variance": ErrorVarianceLoss, "mse": MSELoss, "correlation": CorrelationLoss}
+
+
+def __getattr__(name):
+    if name == "CRITERIA":  # the old name of LOSSES
+        warnings.warn("skftr.losses.CRITERIA is deprecated: use skftr.losses.LOSSES",
+                      SkftrDeprecationWarning, stacklevel=2)
+        return LOSSES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
-"""The scaling law of fine-tuning (METHOD.md section 4).
+"""The scaling law of fine-tuning (Wang, Ye & Zhao 2025; docs/method.md §4).
 
-A model fine-tuned on ``s`` labelled units leaves an error variance
+A model fine-tuned on ``s`` labeled units leaves an error variance
 
     sigma^2(s) = Var(Y - f_s(X)) ~= a * s^(-alpha) + b,      a > 0, alpha > 0, b >= 0,
 
@@ -20,6 +20,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _num_samples, check_is_fitted, column_or_1d
 
+from ._inputs import resolve_size
+from .exceptions import ScalingLawWarning
+
 __all__ = ["ScalingLaw", "ScalingLawWarning"]
 
 # Bounds on the exponent. Below 1e-3 the law is numerically flat; above 3 it is a step
@@ -27,10 +30,6 @@ __all__ = ["ScalingLaw", "ScalingLawWarning"]
 # units, a = A * ref^alpha) explodes.
 _ALPHA_MIN, _ALPHA_MAX = 1e-3, 3.0
 _ALPHA_GRID = np.geomspace(0.02, _ALPHA_MAX, 24)
-
-
-class ScalingLawWarning(UserWarning):
-    """The pilot data cannot identify the scaling law; a flat law is used instead."""
 
 
 def _check_curve(sizes, error_variances, sample_weight=None):
@@ -136,7 +135,7 @@ def _run_pilot(model, X_train, y_train, X_hold, y_hold, size, repeat):
 
 
 class ScalingLaw(BaseEstimator):
-    """Power law of the fine-tuned model's error variance (METHOD.md section 4).
+    """Power law of the fine-tuned model's error variance (docs/method.md §4).
 
     ``sigma^2(s) = a * s^(-alpha) + b`` with ``a > 0``, ``alpha > 0``, ``b >= 0`` and ``s``
     the number of fine-tuning labels (raw units). Fitted by constrained non-linear least
@@ -184,7 +183,7 @@ class ScalingLaw(BaseEstimator):
         Only after :meth:`from_pilots`: columns ``size, repeat, error_variance,
         prediction_variance, seconds``, one row per pilot fit.
     pilot_indices_, holdout_indices_ : ndarray of int
-        Only after :meth:`from_pilots`: positions (in ``X``) of every labelled row the
+        Only after :meth:`from_pilots`: positions (in ``X``) of every labeled row the
         pilots used (training and held-out), and of the held-out rows.
     prediction_variance_ : float
         Only after :meth:`from_pilots`: mean ``Var(f_s(X))`` of the pilots at the largest
@@ -358,7 +357,7 @@ class ScalingLaw(BaseEstimator):
                     random_state=None, **params):
         """Fit the law from pilot fits of ``model`` at several sizes.
 
-        One held-out set is drawn from the labelled rows (finite ``y``; rows with NaN
+        One held-out set is drawn from the labeled rows (finite ``y``; rows with NaN
         ``y`` are ignored). For each repeat the remaining rows are shuffled and the
         pilot at size ``s`` fits ``sklearn.base.clone(model)`` on the first ``s`` of
         them (nested subsets, so the pilots touch few labels), then measures the
@@ -372,14 +371,14 @@ class ScalingLaw(BaseEstimator):
         X : list of str, array-like or DataFrame
             Inputs (indexed with ``sklearn.utils._safe_indexing``).
         y : array-like of shape (n_samples,)
-            Labels; NaN marks unlabelled rows, which are not used.
+            Labels; NaN marks unlabeled rows, which are not used.
         sizes : array-like of int
             Pilot fine-tuning sizes (at least 3 distinct, each at most the number of
-            labelled rows minus the held-out rows).
+            labeled rows minus the held-out rows).
         n_repeats : int, default=3
             Random subsets per size.
         holdout : float in (0, 1) or int, default=0.25
-            Share or number of labelled rows held out to measure the error variance.
+            Share or number of labeled rows held out to measure the error variance.
         n_jobs : int, default=None
             Parallel pilot fits (joblib semantics).
         random_state : int, RandomState instance or None, default=None
@@ -405,18 +404,13 @@ class ScalingLaw(BaseEstimator):
             raise ValueError(f"X has {_num_samples(X)} rows but y has {y.shape[0]}")
         if not isinstance(n_repeats, Integral) or n_repeats < 1:
             raise ValueError(f"n_repeats must be a positive integer, got {n_repeats!r}")
-        labelled = np.flatnonzero(np.isfinite(y))
-        n_lab = labelled.size
-        if isinstance(holdout, Integral) and not isinstance(holdout, bool):
-            n_hold = int(holdout)
-        elif isinstance(holdout, Real) and 0 < holdout < 1:
-            n_hold = int(round(holdout * n_lab))
-        else:
-            raise ValueError(f"holdout must be a float in (0, 1) or an int, got {holdout!r}")
+        labeled = np.flatnonzero(np.isfinite(y))
+        n_lab = labeled.size
+        n_hold = resolve_size(holdout, n_lab, "holdout")
         if n_hold < 2 or n_hold >= n_lab:
             raise ValueError(
-                f"holdout gives {n_hold} held-out rows out of {n_lab} labelled rows; need "
-                "at least 2 and fewer than the labelled rows"
+                f"holdout gives {n_hold} held-out rows out of {n_lab} labeled rows; need "
+                "at least 2 and fewer than the labeled rows"
             )
         sizes = np.asarray(sizes)
         if sizes.ndim != 1 or sizes.size == 0 or not np.issubdtype(sizes.dtype, np.number) \
@@ -426,12 +420,12 @@ class ScalingLaw(BaseEstimator):
         pool = n_lab - n_hold
         if sizes[0] < 1 or sizes[-1] > pool:
             raise ValueError(
-                f"sizes must lie in [1, {pool}] (labelled rows {n_lab} minus {n_hold} "
+                f"sizes must lie in [1, {pool}] (labeled rows {n_lab} minus {n_hold} "
                 f"held out), got {sizes.tolist()}"
             )
 
         rng = check_random_state(random_state)
-        order = rng.permutation(labelled)
+        order = rng.permutation(labeled)
         hold, rest = order[:n_hold], order[n_hold:]
         X_hold, y_hold = _safe_indexing(X, hold), y[hold]
         tasks, touched = [], [hold]

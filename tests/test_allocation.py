@@ -84,7 +84,7 @@ def test_flat_law_spends_the_minimum_on_fine_tuning():
     assert optimal_allocation(300, flat, min_finetune=5).n_finetune == 5
 
 
-def test_unlabelled_term():
+def test_unlabeled_term():
     law = Law(0.287, 0.297, 0.042)
     base = optimal_allocation(500, law)
     with_m = optimal_allocation(500, law, n_unlabeled=10_000, var_f=0.05)

@@ -114,8 +114,27 @@ def test_bad_parameters_and_not_fitted(backbone, tmp_path):
         SentenceEmbedder(backbone=backbone, pooling="max").fit()
     with pytest.raises(ValueError, match="max_length"):
         SentenceEmbedder(backbone=backbone, max_length=0).fit()
-    with pytest.raises(ValueError, match="could not be loaded"):
+    with pytest.raises(ValueError, match="neither a known backbone nor a local model directory"):
         SentenceEmbedder(backbone=str(tmp_path / "missing")).fit()
+    with pytest.raises(ValueError, match="n_threads"):
+        SentenceEmbedder(backbone=backbone, n_threads=0).fit()
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="could not be loaded"):
+        SentenceEmbedder(backbone=str(tmp_path)).fit()
+
+
+def test_fit_is_quiet_and_n_threads_holds_during_transform(backbone, capsys, monkeypatch):
+    import torch
+
+    embedder = SentenceEmbedder(backbone=backbone, n_threads=1).fit(TEXTS)
+    assert capsys.readouterr().err == ""  # no weight-loading bar or report
+    seen = []
+    forward = embedder.model_.forward
+    monkeypatch.setattr(embedder.model_, "forward",
+                        lambda *a, **k: seen.append(torch.get_num_threads()) or forward(*a, **k))
+    before = torch.get_num_threads()
+    embedder.transform(TEXTS)
+    assert set(seen) == {1} and torch.get_num_threads() == before
 
 
 @pytest.mark.slow

@@ -40,5 +40,7 @@ def test_small_real_run_prints_estimate_interval_truth_allocation_time():
     assert re.search(r"FTR estimate\s+\d\.\d+\s+95% CI \[\d\.\d+, \d\.\d+\]", text)
     assert re.search(r"classical \(n=120\)", text)
     assert re.search(r"truth \(all \d+ sentences\) 2\.97", text)
-    assert re.search(r"allocation: \d+ labels fine-tune \(45 of them pilot labels\)", text)
+    assert re.search(r"cross-fitting: 5 folds", text)
+    assert re.search(r"power-tuning weights: LoRARegressor -?\d", text)
+    assert re.search(r"effective labels: \d+ from 120", text)
     assert "wall time" in text

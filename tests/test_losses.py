@@ -3,7 +3,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from skftr.losses import CRITERIA, CorrelationLoss, ErrorVarianceLoss, MSELoss  # noqa: E402
+from skftr.exceptions import SkftrDeprecationWarning  # noqa: E402
+from skftr.losses import LOSSES, CorrelationLoss, ErrorVarianceLoss, MSELoss  # noqa: E402
 
 
 @pytest.fixture
@@ -71,11 +72,11 @@ def test_mismatched_sizes_raise():
         ErrorVarianceLoss()(torch.zeros(3), torch.zeros(4))
 
 
-@pytest.mark.parametrize("name", sorted(CRITERIA))
+@pytest.mark.parametrize("name", sorted(LOSSES))
 def test_gradients_are_finite(name, pair):
     y_pred, y_true = pair
     y_pred = y_pred.clone().requires_grad_(True)
-    CRITERIA[name]()(y_pred, y_true).backward()
+    LOSSES[name]()(y_pred, y_true).backward()
     assert torch.isfinite(y_pred.grad).all() and y_pred.grad.abs().sum() > 0
 
 
@@ -85,3 +86,12 @@ def test_variance_gradient_sums_to_zero(pair):
     y_pred = y_pred.clone().requires_grad_(True)
     ErrorVarianceLoss()(y_pred, y_true).backward()
     assert y_pred.grad.sum().item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_criteria_is_a_deprecated_name_of_losses():
+    import skftr.losses
+
+    with pytest.warns(SkftrDeprecationWarning, match="use skftr.losses.LOSSES"):
+        assert skftr.losses.CRITERIA is LOSSES
+    with pytest.raises(AttributeError, match="no attribute 'CRITERIUM'"):
+        skftr.losses.CRITERIUM  # noqa: B018

@@ -1,7 +1,6 @@
-"""skftr.rectify: result object, streaming, bad input, agreement with ppi_py."""
+"""skftr.rectify: result object, formulas, weights, streaming, several predictors, cross-fitting."""
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 
@@ -10,7 +9,7 @@ import pytest
 from scipy.stats import norm
 
 from skftr.rectify import (
-    RectifiedEstimate, crossfit_mean, rectified_logistic, rectified_mean, rectified_ols,
+    METHODS, RectifiedEstimate, crossfit_mean, rectified_logistic, rectified_mean, rectified_ols,
     rectified_quantile,
 )
 
@@ -28,14 +27,28 @@ def data():
     return dict(
         y=y, f=1 + x + 0.8 * z, fu=1 + xu + 0.8 * zu,
         weak_f=1 + 0.3 * z + rng.normal(size=N), weak_fu=1 + 0.3 * zu + rng.normal(size=M),
+        noise=rng.normal(size=N), noise_u=rng.normal(size=M),
         X=np.c_[np.ones(N), x], Xu=np.c_[np.ones(M), xu],
         yb=(rng.random(N) < p).astype(float),
         pf=1 / (1 + np.exp(-(x + 0.8 * z))), pu=1 / (1 + np.exp(-(xu + 0.8 * zu))),
     )
 
 
-def se_from_ci(ci, alpha):
-    return (np.asarray(ci[1]) - np.asarray(ci[0])) / (2 * norm.ppf(1 - alpha / 2))
+def every_estimand(d, yhat, yhat_unlabeled, **kw):
+    """The four estimands on the fixture's data (logistic with its own 0/1 labels)."""
+    return {
+        "mean": lambda: rectified_mean(d["y"], yhat, yhat_unlabeled, **kw),
+        "quantile": lambda: rectified_quantile(d["y"], yhat, yhat_unlabeled, 0.3, **kw),
+        "ols": lambda: rectified_ols(d["X"], d["y"], yhat, d["Xu"], yhat_unlabeled, **kw),
+        "logistic": lambda: rectified_logistic(d["X"], d["yb"], 1 / (1 + np.exp(-yhat)), d["Xu"],
+                                               1 / (1 + np.exp(-yhat_unlabeled)), **kw),
+    }
+
+
+def assert_same(a, b, rtol=1e-12):
+    for name in ("value", "stderr", "lam", "classical_stderr"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=rtol, atol=1e-14)
+    np.testing.assert_allclose(np.ravel(a.ci), np.ravel(b.ci), rtol=rtol, atol=1e-14)
 
 
 # ---------------------------------------------------------------- import / result
@@ -47,17 +60,25 @@ def test_import_does_not_pull_torch():
 
 
 def test_result_fields_repr_dict_pvalue(data):
-    est = rectified_mean(data["y"], data["f"], data["fu"], method="ppi++")
+    est = rectified_mean(data["y"], data["f"], data["fu"])
     assert isinstance(est, RectifiedEstimate)
     assert est.method == "ppi++" and est.n_labeled == N and est.n_unlabeled == M
-    assert 0 <= est.lam <= 1 and est.alpha == 0.05
-    assert est.ci[0] < est.value < est.ci[1]
+    assert est.n_predictors == 1 and est.n_folds is None and isinstance(est.lam, float)
+    assert est.alpha == 0.05 and est.ci[0] < est.value < est.ci[1]
+    assert est.classical_stderr == pytest.approx(np.sqrt(data["y"].var() / N), rel=1e-12)
+    z = norm.ppf(0.975)
+    assert est.classical_ci[0] == pytest.approx(data["y"].mean() - z * est.classical_stderr)
+    assert est.n_effective == pytest.approx(N * (est.classical_stderr / est.stderr) ** 2, rel=1e-12)
+    assert est.n_effective > 2 * N  # a good predictor
     text = repr(est)
     assert "\n" not in text and text.startswith("RectifiedEstimate(ppi++:")
-    assert "95% CI" in text and f"n={N}" in text and f"m={M}" in text and "λ=" in text
+    for part in ("95% CI", f"n={N}", f"m={M}", "λ=", "classical ±", "n_eff="):
+        assert part in text
     d = est.to_dict()
     assert json.loads(json.dumps(d)) == d and "allocation" not in d
     assert d["value"] == est.value and d["ci"] == list(est.ci)
+    assert d["n_effective"] == est.n_effective and d["classical_ci"] == list(est.classical_ci)
+    assert d["n_predictors"] == 1 and d["n_folds"] is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         est.value = 0.0
     assert est.pvalue(est.value) == pytest.approx(1.0)
@@ -66,7 +87,7 @@ def test_result_fields_repr_dict_pvalue(data):
     assert est.pvalue(est.ci[0]) == pytest.approx(0.05)
 
 
-def test_result_allocation_and_vector_target(data):
+def test_result_allocation_vector_target_and_round_trip(data):
     class Alloc:
         def to_dict(self):
             return {"n_finetune": 10, "n_rectify": 90}
@@ -76,17 +97,36 @@ def test_result_allocation_and_vector_target(data):
     assert with_alloc.to_dict()["allocation"] == {"n_finetune": 10, "n_rectify": 90}
     assert with_alloc.value == est.value and "allocation" in repr(with_alloc)
 
-    vec = rectified_ols(data["X"], data["y"], data["f"], data["Xu"], data["fu"])
-    assert vec.value.shape == vec.stderr.shape == vec.ci[0].shape == (2,)
-    assert not vec.value.flags.writeable
+    two = np.c_[data["f"], data["noise"]], np.c_[data["fu"], data["noise_u"]]
+    vec = rectified_ols(data["X"], data["y"], *two[:1], data["Xu"], two[1])
+    assert vec.value.shape == vec.stderr.shape == vec.ci[0].shape == vec.n_effective.shape == (2,)
+    assert vec.lam.shape == (2,) and vec.n_predictors == 2 and "p=2" in repr(vec)
+    assert not vec.value.flags.writeable and not vec.lam.flags.writeable
     pv = vec.pvalue(0.0)
     assert isinstance(pv, np.ndarray) and pv.shape == (2,)
     np.testing.assert_allclose(vec.pvalue(vec.value), 1.0)
     assert "\n" not in repr(vec)
-    json.dumps(vec.to_dict())
+    folds = np.arange(N) % 4
+    cross = rectified_mean(data["y"], data["f"], np.stack([data["fu"]] * 4), folds=folds)
+    assert cross.n_folds == 4 and cross.method == "cross-ppi++" and "K=4" in repr(cross)
+    for e in (est, vec, cross):
+        back = RectifiedEstimate.from_dict(json.loads(json.dumps(e.to_dict())))
+        assert_same(back, e)
+        for name in ("method", "n_predictors", "n_folds", "n_labeled", "n_unlabeled", "alpha"):
+            assert getattr(back, name) == getattr(e, name)
+    old = {k: v for k, v in est.to_dict().items() if not k.startswith(("classical", "n_eff"))}
+    assert RectifiedEstimate.from_dict(old).n_effective is None  # saved before the comparison
 
 
-# ---------------------------------------------------------------- mean: formulas, streaming
+def test_default_method_is_power_tuning(data):
+    assert METHODS == ("classical", "ppi", "ppi++")
+    for name, call in every_estimand(data, data["f"], data["fu"]).items():
+        est = call()
+        assert est.method == "ppi++", name
+        assert est.lam != 0.0 and est.lam != 1.0, name
+
+
+# ---------------------------------------------------------------- mean: formulas, weights
 
 
 def test_mean_formulas(data):
@@ -94,18 +134,94 @@ def test_mean_formulas(data):
     classical = rectified_mean(y, f, fu, method="classical")
     assert classical.value == pytest.approx(y.mean(), rel=1e-12)
     assert classical.stderr == pytest.approx(np.sqrt(y.var() / N), rel=1e-12)
-    assert classical.lam == 0.0
+    assert classical.lam == 0.0 and classical.n_effective == pytest.approx(N)
+    assert classical.classical_ci == classical.ci
     ppi = rectified_mean(y, f, fu, method="ppi")
     assert ppi.value == pytest.approx(fu.mean() + (y - f).mean(), rel=1e-12)
     assert ppi.stderr == pytest.approx(np.sqrt((y - f).var() / N + fu.var() / M), rel=1e-12)
     assert ppi.stderr < classical.stderr and ppi.lam == 1.0
-    # PPI++ with a weak predictor: lam strictly inside (0, 1), the formula of METHOD.md §2.
+    assert ppi.classical_stderr == classical.stderr
+    # PPI++: lam = Cov(Y, f) / (Var_lab(f) + (n/m) Var_unl(f)), each side on its own units.
     wf, wfu = data["weak_f"], data["weak_fu"]
-    pp = rectified_mean(y, wf, wfu, method="ppi++")
-    lam = np.cov(y, wf, ddof=0)[0, 1] / ((1 + N / M) * np.concatenate([wf, wfu]).var())
+    pp = rectified_mean(y, wf, wfu)
+    lam = np.cov(y, wf, ddof=0)[0, 1] / (wf.var() + N / M * wfu.var())
     assert 0 < lam < 1 and pp.lam == pytest.approx(lam, rel=1e-12)
     assert pp.value == pytest.approx(y.mean() + lam * (wfu.mean() - wf.mean()), rel=1e-12)
+    assert pp.stderr == pytest.approx(np.sqrt((y - lam * wf).var() / N + lam**2 * wfu.var() / M))
     assert pp.stderr < classical.stderr
+
+
+def test_weights_are_not_clipped(data):
+    """A shrunk predictor's optimum is above 1, an anti-correlated one's below 0: both
+    weights are kept and both beat the classical interval."""
+    y, f, fu = data["y"], data["f"], data["fu"]
+    shrunk = rectified_mean(y, 0.4 * f, 0.4 * fu)
+    assert shrunk.lam > 2 and shrunk.stderr < rectified_mean(y, f, fu, method="ppi").stderr * 1.001
+    flipped = rectified_mean(y, -f, -fu)
+    assert flipped.lam < -0.5 and flipped.stderr < 0.7 * flipped.classical_stderr
+    assert flipped.value == pytest.approx(rectified_mean(y, f, fu).value, rel=1e-12)
+
+
+@pytest.mark.parametrize("offset", [0.1, 1e6 + 0.1])
+def test_constant_and_collinear_predictors(data, offset):
+    """A constant predictor gets weight 0 exactly (also with a large offset, where rounding
+    would leave a tiny spread); a predictor collinear with another adds nothing."""
+    y, f, fu = data["y"], data["f"], data["fu"]
+    const, const_u = np.full(N, offset), np.full(M, offset)
+    classical = every_estimand(data, const, const_u, method="classical")
+    for name, call in every_estimand(data, const, const_u).items():
+        if name == "logistic":
+            continue  # a constant probability carries the covariates' information
+        est, ref = call(), classical[name]()
+        assert est.lam == 0.0, name
+        np.testing.assert_allclose(est.value, ref.value, rtol=1e-12)
+        if name in ("mean", "quantile"):  # no Hessian: the classical interval exactly
+            assert_same(est, ref)
+    single = rectified_mean(y, f, fu)
+    both = rectified_mean(y, np.c_[f, const], np.c_[fu, const_u])
+    assert both.lam[1] == 0.0 and both.lam[0] == pytest.approx(single.lam, rel=1e-12)
+    collinear = rectified_mean(y, np.c_[f, 2 * f + 3], np.c_[fu, 2 * fu + 3])
+    assert collinear.value == pytest.approx(single.value, rel=1e-9)
+    assert collinear.stderr == pytest.approx(single.stderr, rel=1e-9)
+
+
+def test_weights_minimize_the_reported_variance(data):
+    """p = 2: the tuned weights are the minimizer of the variance the interval reports."""
+    y = data["y"]
+    f = np.c_[data["weak_f"], data["f"] + data["noise"]]
+    fu = np.c_[data["weak_fu"], data["fu"] + data["noise_u"]]
+    est = rectified_mean(y, f, fu)
+
+    def variance(lam):
+        return (y - f @ lam).var() / N + lam @ np.cov(fu.T, ddof=0) @ lam / M
+
+    assert est.stderr**2 == pytest.approx(variance(est.lam), rel=1e-12)
+    for step in np.eye(2) * 1e-3:
+        assert variance(est.lam + step) > est.stderr**2 < variance(est.lam - step)
+    assert est.stderr < min(rectified_mean(y, f[:, j], fu[:, j]).stderr for j in range(2))
+
+
+# ---------------------------------------------------------------- one predictor as a column
+
+
+def test_one_predictor_column_equals_vector(data):
+    f, fu = data["weak_f"], data["weak_fu"]
+    for method in METHODS:
+        as_vector = every_estimand(data, f, fu, method=method)
+        as_column = every_estimand(data, f[:, None], fu[:, None], method=method)
+        for name in as_vector:
+            a, b = as_vector[name](), as_column[name]()
+            assert_same(a, b)
+            assert isinstance(b.lam, float) and b.n_predictors == 1
+    folds = np.arange(N) % 3
+    for form in ({"yhat_unlabeled": np.stack([fu] * 3)},
+                 {"yhat_unlabeled": fu, "folds_unlabeled": np.arange(M) % 3}):
+        column = {**form, "yhat_unlabeled": form["yhat_unlabeled"][..., None]}
+        assert_same(rectified_quantile(data["y"], f, q=0.5, folds=folds, **form),
+                    rectified_quantile(data["y"], f[:, None], q=0.5, folds=folds, **column))
+
+
+# ---------------------------------------------------------------- streaming
 
 
 def test_streamed_chunks_equal_in_memory():
@@ -116,11 +232,10 @@ def test_streamed_chunks_equal_in_memory():
     # A large common offset: a naive sum-of-squares pass would lose all digits.
     fu = 1e6 + rng.normal(size=m)
     f, y = f + 1e6, y + 1e6
-    direct = fu.var()
     for method in ("ppi", "ppi++"):
         ref = rectified_mean(y, f, fu, method=method)
         lam = ref.lam
-        exp_se = np.sqrt((y - lam * f).var() / n + lam**2 * direct / m)
+        exp_se = np.sqrt((y - lam * f).var() / n + lam**2 * fu.var() / m)
         assert ref.stderr == pytest.approx(exp_se, rel=1e-9)
         for size in (1, 999, 65_536, m):  # uneven chunk sizes (size 1: the first 2,000 values)
             starts = [*range(0, 2_000), *range(2_000, m, 999)] if size == 1 else range(0, m, size)
@@ -133,333 +248,105 @@ def test_streamed_chunks_equal_in_memory():
     as_list = [fu[:10], fu[10:10], fu[10:].astype(np.float32)]  # with an empty chunk
     est = rectified_mean(y, f, as_list)
     assert est.value == pytest.approx(rectified_mean(y, f, np.concatenate(as_list)).value, rel=1e-9)
+    # Several predictors: (k, p) chunks.
+    f2, fu2 = np.c_[f, rng.normal(size=n)], np.c_[fu, rng.normal(size=m)]
+    ref = rectified_mean(y, f2, fu2)
+    est = rectified_mean(y, f2, (fu2[a:a + 7_000] for a in range(0, m, 7_000)))
+    assert_same(est, ref, rtol=1e-9)
 
 
-# ---------------------------------------------------------------- bad input
-
-GOOD = np.linspace(0.0, 1.0, 20) ** 2  # in [0, 1]: valid for every function, logistic included
+# ---------------------------------------------------------------- cross-fitting
 
 
-def _calls(y=GOOD, yhat=GOOD[::-1], yhat_unlabeled=np.linspace(0.0, 1.0, 30), **kw):
-    """Every public function, called with the given 1-d arrays (and kwargs)."""
-    x = np.c_[np.ones(len(y)), np.arange(len(y)) % 3]
-    xu = np.c_[np.ones(len(yhat_unlabeled)), np.arange(len(yhat_unlabeled)) % 3]
-    folds = np.arange(len(y)) % 2
-    q = kw.pop("q", 0.5)
-    return [
-        lambda: rectified_mean(y, yhat, yhat_unlabeled, **kw),
-        lambda: rectified_quantile(y, yhat, yhat_unlabeled, q, **kw),
-        lambda: rectified_ols(x, y, yhat, xu, yhat_unlabeled, **kw),
-        lambda: rectified_logistic(x, y, yhat, xu, yhat_unlabeled, **kw),
-        lambda: crossfit_mean(y, yhat, folds, np.stack([yhat_unlabeled] * 2), **kw),
-    ]
-
-
-@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-@pytest.mark.parametrize("arg", ["y", "yhat", "yhat_unlabeled"])
-def test_nan_inf_rejected(arg, bad):
-    arr = {"y": GOOD.copy(), "yhat": GOOD[::-1].copy(), "yhat_unlabeled": np.linspace(0, 1, 30)}
-    arr[arg][3] = bad
-    for call in _calls(**arr):
-        with pytest.raises(ValueError, match=arg):
-            call()
-
-
-def test_nan_in_covariates_and_chunks_rejected():
-    x = np.c_[np.ones(20), GOOD]
-    xu = np.c_[np.ones(30), np.linspace(0, 1, 30)]
-    x[2, 1] = np.nan
-    with pytest.raises(ValueError, match="X "):
-        rectified_ols(x, GOOD, GOOD, xu, xu[:, 1])
-    xu[2, 1] = np.inf
-    with pytest.raises(ValueError, match="X_unlabeled"):
-        rectified_logistic(np.c_[np.ones(20), GOOD], GOOD, GOOD, xu, xu[:, 0])
-    chunks = iter([np.ones(5), np.array([1.0, np.nan])])
-    with pytest.raises(ValueError, match="yhat_unlabeled"):
-        rectified_mean(GOOD, GOOD, chunks)
-    with pytest.raises(ValueError, match="yhat_unlabeled_by_fold"):
-        crossfit_mean(GOOD, GOOD, np.arange(20) % 2, np.array([[1.0, 2.0, np.nan]] * 2))
-
-
-def test_length_mismatch_rejected():
-    for call in _calls(yhat=GOOD[:-1]):
-        with pytest.raises(ValueError, match="yhat has 19 rows but (y|X) has 20"):
-            call()
-    x, xu = np.ones((20, 1)), np.ones((29, 1))
-    with pytest.raises(ValueError, match="but X has 19"):
-        rectified_ols(x[:-1], GOOD, GOOD, np.ones((30, 1)), np.linspace(0, 1, 30))
-    with pytest.raises(ValueError, match="yhat_unlabeled has 30 rows but X_unlabeled has 29"):
-        rectified_logistic(x, GOOD, GOOD, xu, np.linspace(0, 1, 30))
-    with pytest.raises(ValueError, match="X_unlabeled has 2 columns"):
-        rectified_ols(x, GOOD, GOOD, np.ones((30, 2)), np.linspace(0, 1, 30))
-    with pytest.raises(ValueError, match="folds has 19 rows"):
-        crossfit_mean(GOOD, GOOD, np.arange(19) % 2, np.ones((2, 30)))
-
-
-def test_too_few_units_rejected():
-    for call in _calls(y=GOOD[:1], yhat=GOOD[:1]):
-        with pytest.raises(ValueError, match=r"\by\b|X"):
-            call()
-    for call in _calls(yhat_unlabeled=np.array([0.5])):
-        with pytest.raises(ValueError, match="yhat_unlabeled|X_unlabeled"):
-            call()
-    with pytest.raises(ValueError, match="yhat_unlabeled"):
-        rectified_mean(GOOD, GOOD, (c for c in [np.array([1.0]), np.array([])]))
-
-
-@pytest.mark.parametrize("value", [0, 1, -0.1, 1.5, np.nan])
-def test_alpha_and_q_outside_unit_interval(value):
-    for call in _calls(alpha=value):
-        with pytest.raises(ValueError, match="alpha"):
-            call()
-    with pytest.raises(ValueError, match=r"\bq\b"):
-        rectified_quantile(GOOD, GOOD, GOOD, value)
-    with pytest.raises(TypeError, match="alpha"):
-        rectified_mean(GOOD, GOOD, GOOD, alpha="0.05")
-
-
-def test_non_numeric_rejected():
-    words = np.array(["a"] * 20)
-    for call in _calls(y=words):
-        with pytest.raises(TypeError, match=r"\by\b|X"):
-            call()
-    with pytest.raises(TypeError, match="yhat_unlabeled"):
-        rectified_mean(GOOD, GOOD, "abc")
-    with pytest.raises(TypeError, match="yhat_unlabeled"):
-        rectified_mean(GOOD, GOOD, [np.ones(3), np.array(["x", "y"])])
-    with pytest.raises(TypeError, match="yhat"):
-        rectified_mean(GOOD, np.array([1.0, "a"] * 10, dtype=object), GOOD)
-    with pytest.raises(ValueError, match="yhat"):  # None in an object array is a missing value
-        rectified_mean(GOOD, [None] * 20, GOOD)
-    with pytest.raises(TypeError, match="folds"):
-        crossfit_mean(GOOD, GOOD, np.zeros(20) + 0.5, np.ones((2, 30)))
-
-
-def test_unknown_method_rejected():
-    for call in _calls(method="PPI"):
-        with pytest.raises(ValueError, match="method"):
-            call()
-
-
-def test_logistic_separable_classes_warn():
-    x = np.linspace(-1, 1, 20)
-    xu = np.linspace(-1, 1, 30)
-    with pytest.warns(RuntimeWarning, match="separable"):
-        rectified_logistic(np.c_[np.ones(20), x], x > 0, x > 0, np.c_[np.ones(30), xu], xu > 0,
-                           method="classical")
-
-
-def test_domain_checks():
-    collinear = np.c_[np.ones(20), GOOD, 2 * GOOD]
-    collinear_u = np.c_[np.ones(30), np.linspace(0, 1, 30), 2 * np.linspace(0, 1, 30)]
-    for fit in (rectified_ols, rectified_logistic):
-        with pytest.raises(ValueError, match="X .*rank deficient"):
-            fit(collinear, GOOD, GOOD, collinear_u, np.linspace(0, 1, 30))
-    with pytest.raises(ValueError, match="yhat"):
-        rectified_logistic(np.ones((20, 1)), np.ones(20) * 0.5, np.ones(20) * 2, np.ones((30, 1)),
-                           np.ones(30) * 0.5)
-    with pytest.raises(ValueError, match="folds"):
-        crossfit_mean(GOOD, GOOD, np.arange(20) % 3, np.ones((2, 30)))
-    with pytest.raises(ValueError, match="folds"):
-        crossfit_mean(GOOD, GOOD, np.zeros(20, dtype=int), np.ones((2, 30)))
-    with pytest.raises(ValueError, match="folds: .* more labelled units than folds; got 3 units"):
-        crossfit_mean(GOOD[:3], GOOD[:3], np.arange(3), np.ones((3, 30)))
-
-
-# ---------------------------------------------------------------- agreement with ppi_py
-# ppi_py conventions, and how each test compares like with like:
-# * means, quantiles, classical OLS: plug-in (ddof = 0) variances, as here -> 1e-9.
-# * PPI++ lam: ppi_py pools Var(f) over the n + m predictions with ddof = 1, we with
-#   ddof = 0, so our lam is ppi_py's times (n + m) / (n + m - 1) exactly. Intervals are then
-#   compared at the same lam by passing ours to ppi_py (its ``lam=`` argument).
-# * OLS / logistic sandwich: ppi_py's meat uses np.cov (ddof = 1), ours ddof = 0, so our
-#   standard errors are smaller by a factor in [sqrt(1 - 1/n), 1]: tolerance 1/n. For OLS we
-#   also evaluate the prediction gradients elsewhere (see the test).
-# * logistic: ppi_py solves with L-BFGS-B, we with Newton trust-region: 1e-5 on coefficients.
-
-
-@pytest.fixture(scope="module")
-def ppi():
-    """ppi_py, imported with numba's JIT off when numba is not loaded yet: compiling its
-    helpers costs tens of seconds, running them as Python a fraction of one here."""
-    if "numba" not in sys.modules:
-        old = os.environ.get("NUMBA_DISABLE_JIT")
-        os.environ["NUMBA_DISABLE_JIT"] = "1"
-        try:
-            return pytest.importorskip("ppi_py")
-        finally:
-            if old is None:
-                del os.environ["NUMBA_DISABLE_JIT"]
-            else:
-                os.environ["NUMBA_DISABLE_JIT"] = old
-    return pytest.importorskip("ppi_py")
-
-
-@pytest.mark.parametrize("alpha", [0.05, 0.1])
-def test_mean_agrees_with_ppi_py(ppi, data, alpha):
-    from ppi_py.baselines import classical_mean_ci
-
-    y, f, fu = data["y"], data["weak_f"], data["weak_fu"]
-    est = rectified_mean(y, f, fu, method="ppi", alpha=alpha)
-    ref_ci = ppi.ppi_mean_ci(y, f, fu, alpha=alpha, lam=1)
-    assert est.value == pytest.approx(ppi.ppi_mean_pointestimate(y, f, fu, lam=1)[0], rel=1e-9)
-    np.testing.assert_allclose(np.ravel(est.ci), np.ravel(ref_ci), rtol=1e-9)
-
-    est = rectified_mean(y, f, fu, method="ppi++", alpha=alpha)
-    ref_value = ppi.ppi_mean_pointestimate(y, f, fu)[0]  # its own lam
-    ref_lam = (ref_value - y.mean()) / (fu.mean() - f.mean())
-    assert 0 < est.lam < 1
-    assert est.lam == pytest.approx(ref_lam * (N + M) / (N + M - 1), rel=1e-9)
-    same_lam_ci = ppi.ppi_mean_ci(y, f, fu, alpha=alpha, lam=est.lam)
-    same_lam_value = ppi.ppi_mean_pointestimate(y, f, fu, lam=est.lam)[0]
-    assert est.value == pytest.approx(same_lam_value, rel=1e-9)
-    np.testing.assert_allclose(np.ravel(est.ci), np.ravel(same_lam_ci), rtol=1e-9)
-    assert est.value == pytest.approx(ref_value, rel=1e-6)  # lam differs by 1/(n+m)
-
-    est = rectified_mean(y, f, fu, method="classical", alpha=alpha)
-    np.testing.assert_allclose(est.ci, classical_mean_ci(y, alpha=alpha), rtol=1e-9)
-
-
-def test_crossfit_mean_agrees_with_ppi_py(ppi, data):
-    y, f, fu = data["y"], data["f"], data["fu"]
-    k = 5
-    folds = np.arange(N) % k  # equal fold sizes: fold-size weights = plain average
-    by_fold = np.stack([fu + 0.05 * j for j in range(k)])
-    est = crossfit_mean(y, f, folds, by_fold, alpha=0.1)
-    assert est.method == "cross-ppi" and est.lam == 1.0
-    assert est.value == pytest.approx(ppi.crossppi_mean_pointestimate(y, f, by_fold.T)[0], rel=1e-9)
-    # ppi_py pools the residual variance across folds, we within them (shift-invariant, see
-    # the next test): with no fold shifts in the labelled predictions both estimate the same
-    ref_low, ref_high = np.ravel(ppi.crossppi_mean_ci(y, f, by_fold.T, alpha=0.1))
-    assert np.mean(est.ci) == pytest.approx((ref_low + ref_high) / 2, rel=1e-9)
-    assert est.ci[1] - est.ci[0] == pytest.approx(ref_high - ref_low, rel=0.01)
-    pp = crossfit_mean(y, data["weak_f"], folds, np.stack([data["weak_fu"]] * k), method="ppi++")
-    assert pp.method == "cross-ppi++" and 0 < pp.lam < 1
-    classical = crossfit_mean(y, f, folds, by_fold, method="classical")
-    assert classical.value == pytest.approx(y.mean()) and pp.stderr < classical.stderr
-
-
-@pytest.mark.parametrize("method", ["ppi", "ppi++"])
-def test_crossfit_mean_ignores_a_shift_of_each_fold_model(ppi, data, method):
-    """Models trained on the error variance are identified up to a constant (METHOD.md §3):
-    adding c_k to fold model k (its out-of-fold and its unlabelled predictions) changes
-    neither the estimate nor its interval; ppi_py's pooled variance widens by the spread."""
-    y, f, fu = data["y"], data["weak_f"], data["weak_fu"]
-    k = 5
-    folds = np.arange(N) % k
-    by_fold = np.stack([fu] * k)
-    shifts = np.array([-3.0, 1.0, 0.0, 2.0, 5.0])
-    plain = crossfit_mean(y, f, folds, by_fold, method=method)
-    shifted = crossfit_mean(y, f + shifts[folds], folds, by_fold + shifts[:, None], method=method)
-    assert shifted.value == pytest.approx(plain.value, rel=1e-12)
-    assert shifted.stderr == pytest.approx(plain.stderr, rel=1e-9)
-    assert shifted.lam == pytest.approx(plain.lam, rel=1e-9)
-    if method == "ppi":
-        low, high = np.ravel(ppi.crossppi_mean_ci(y, f + shifts[folds], by_fold.T + shifts))
-        assert high - low > 1.2 * (plain.ci[1] - plain.ci[0])
-
-
-def test_crossfit_mean_within_fold_variance_by_hand():
-    """Var = sum_k sum_{j in k} (r_j - mean_k r)^2 / (n - K) / n + Var(fbar) / m, with
-    fbar the fold-size-weighted average of the K models (unequal folds here)."""
-    rng = np.random.default_rng(3)
+def _fold_data(seed, m=40):
+    """60 labeled units in unequal folds of 10, 20, 30; K = 3 fold models' predictions."""
+    rng = np.random.default_rng(seed)
     folds = np.repeat([0, 1, 2], [10, 20, 30])
-    y, f = rng.normal(size=60), rng.normal(size=60)
-    by_fold = rng.normal(size=(3, 40))
-    est = crossfit_mean(y, f, folds, by_fold)
+    y = rng.normal(size=60)
+    return y, y + rng.normal(size=60), folds, rng.normal(size=(3, m))
+
+
+def test_crossfit_mean_variance_by_hand():
+    """By fold model: Var = sum_k sum_{j in k} (r_j - mean_k r)^2 / (n - K) / n + Var(fbar)/m,
+    fbar the fold-size-weighted average of the K models (unequal folds)."""
+    y, f, folds, by_fold = _fold_data(3)
+    est = rectified_mean(y, f, by_fold, folds=folds, method="ppi")
     r = y - f
     within = sum(np.sum((r[folds == j] - r[folds == j].mean()) ** 2) for j in range(3)) / 57
     fbar = np.array([10, 20, 30]) @ by_fold / 60
     assert est.value == pytest.approx(y.mean() + fbar.mean() - f.mean(), rel=1e-12)
     assert est.stderr == pytest.approx(np.sqrt(within / 60 + fbar.var() / 40), rel=1e-12)
-    classical = crossfit_mean(y, f, folds, by_fold, method="classical")
+    assert est.method == "cross-ppi" and est.n_folds == 3
+    classical = rectified_mean(y, f, by_fold, folds=folds, method="classical")
     assert classical.stderr == pytest.approx(np.sqrt(y.var() / 60), rel=1e-12)
+    assert classical.method == "classical" and est.classical_stderr == classical.stderr
+    assert_same(crossfit_mean(y, f, folds, by_fold), rectified_mean(y, f, by_fold, folds=folds))
 
 
-@pytest.mark.parametrize("q", [0.1, 0.3, 0.5, 0.7, 0.9])
-def test_quantile_agrees_with_ppi_py(ppi, data, q):
-    from ppi_py.utils import compute_cdf, compute_cdf_diff
-    from skftr.rectify._quantile import _RectifiedCDF
-
-    n, m = 200, 1_000  # ppi_py builds (units x grid) indicator matrices: keep them small
-    y, f, fu = data["y"][:n], data["f"][:n], data["fu"][:m]
-    # 1. The rectified CDF and its variance on ppi_py's exact grid: identical (1e-9).
-    grid = np.sort(np.concatenate([y, f, fu]))
-    cdf, var = _RectifiedCDF(y, f, fu).evaluate(grid, 1.0)
-    cdf_u, sd_u = compute_cdf(fu, grid)
-    cdf_r, sd_r = compute_cdf_diff(y, f, grid)
-    np.testing.assert_allclose(cdf, cdf_u + cdf_r, atol=1e-12)
-    np.testing.assert_allclose(var, sd_u**2 / m + sd_r**2 / n, rtol=1e-9, atol=1e-15)
-    # 2. Estimate and interval. ppi_py takes argmin |F - q| and the hull of the grid points
-    # where the pointwise test accepts; we invert the monotone rearrangement of F (Woodruff
-    # interval; see rectified_quantile). Both solve F(theta) = q on the same F, and differ
-    # where F wiggles around q by its 1/n steps, which widen the hull (the over-coverage we
-    # avoid): tolerance 30% of the interval width.
-    est = rectified_quantile(y, f, fu, q, alpha=0.1)
-    ref_value = ppi.ppi_quantile_pointestimate(y, f, fu, q, exact_grid=True)
-    ref_ci = ppi.ppi_quantile_ci(y, f, fu, q, alpha=0.1, exact_grid=True)
-    width = ref_ci[1] - ref_ci[0]
-    assert abs(est.value - ref_value) <= 0.3 * width
-    np.testing.assert_allclose(est.ci, ref_ci, atol=0.3 * width)
-    assert est.ci[0] <= est.value <= est.ci[1] and est.lam == 1.0
-
-    classical = rectified_quantile(y, f, fu, q, method="classical", alpha=0.1)
-    assert classical.lam == 0.0
-    # Classical: the order-statistic interval Y_(k) with ranks n q -/+ z sqrt(n q (1-q)).
-    ys = np.sort(y)
-    assert classical.value == ys[int(np.ceil(n * q)) - 1]
-    half = norm.ppf(0.95) * np.sqrt((ys <= classical.value).mean() * (ys > classical.value).mean() / n)
-    assert classical.ci == (ys[np.searchsorted(np.arange(1, n + 1) / n, q - half)],
-                            ys[np.searchsorted(np.arange(1, n + 1) / n, q + half)])
-    pp = rectified_quantile(y, f, fu, q, method="ppi++", alpha=0.1)
-    assert 0 < pp.lam <= 1 and pp.ci[0] <= pp.value <= pp.ci[1]
+def test_assignment_mean_variance_by_hand():
+    """By assignment: fold k's unlabeled units count n_k/n in total; their variance is the
+    stratified one, sum_k (n_k/n)^2 Var_k(f~)/m_k, pooled: SS_within(w f~) / (m (m - K))."""
+    y, f, folds, by_fold = _fold_data(4, m=90)
+    rng = np.random.default_rng(5)
+    assign = np.repeat([0, 1, 2], [20, 30, 40])
+    fu = by_fold[assign, np.arange(90)]
+    est = rectified_mean(y, f, fu, folds=folds, folds_unlabeled=assign, method="ppi")
+    weights = np.array([10, 20, 30]) / 60
+    level = sum(weights[k] * fu[assign == k].mean() for k in range(3))
+    assert est.value == pytest.approx(y.mean() + level - f.mean(), rel=1e-12)
+    wf = (weights / np.array([20, 30, 40]) * 90)[assign] * fu
+    ss_unl = sum(np.sum((wf[assign == k] - wf[assign == k].mean()) ** 2) for k in range(3))
+    r = y - f
+    ss_lab = sum(np.sum((r[folds == j] - r[folds == j].mean()) ** 2) for j in range(3))
+    assert est.stderr == pytest.approx(np.sqrt(ss_lab / 57 / 60 + ss_unl / (90 * 87)), rel=1e-12)
+    # Units in any order: only their fold ids matter.
+    order = rng.permutation(90)
+    assert_same(rectified_mean(y, f, fu[order], folds=folds, folds_unlabeled=assign[order],
+                               method="ppi"), est)
 
 
-def test_ols_agrees_with_ppi_py(ppi, data):
-    from ppi_py.baselines import classical_ols_ci
+@pytest.mark.parametrize("method", ["ppi", "ppi++"])
+@pytest.mark.parametrize("layout", ["by_model", "assignment"])
+def test_crossfit_mean_ignores_a_shift_of_each_fold_model(data, method, layout):
+    """Models trained on the error variance are identified up to a constant (Wang, Ye & Zhao
+    2025, §3): adding c_k to fold model k (its out-of-fold and its unlabeled predictions)
+    changes neither the estimate nor its interval, in both layouts."""
+    y, f, fu = data["y"], data["weak_f"], data["weak_fu"]
+    folds = np.arange(N) % 5
+    shifts = np.array([-3.0, 1.0, 0.0, 2.0, 5.0])
+    if layout == "by_model":
+        kw, shifted_u = {}, np.stack([fu] * 5)
+        plain = rectified_mean(y, f, shifted_u, folds=folds, method=method)
+        shifted_u = shifted_u + shifts[:, None]
+    else:
+        kw = {"folds_unlabeled": np.arange(M) % 5}
+        plain = rectified_mean(y, f, fu, folds=folds, method=method, **kw)
+        shifted_u = fu + shifts[kw["folds_unlabeled"]]
+    shifted = rectified_mean(y, f + shifts[folds], shifted_u, folds=folds, method=method, **kw)
+    assert shifted.value == pytest.approx(plain.value, rel=1e-12)
+    assert shifted.stderr == pytest.approx(plain.stderr, rel=1e-9)
+    assert shifted.lam == pytest.approx(plain.lam, rel=1e-9)
 
-    X, y, Xu = data["X"], data["y"], data["Xu"]
+
+def test_crossfit_other_estimands_reduce_to_the_plain_layout(data):
+    """K identical fold models (by fold model), or equal folds with equal shares of the
+    unlabeled units (by assignment), give the point estimate without folds; the linear
+    losses (OLS, logistic) combine the fold models through their weighted average."""
     f, fu = data["weak_f"], data["weak_fu"]
-    for method in ("ppi", "ppi++"):  # same point estimate (at the same lam)
-        est = rectified_ols(X, y, f, Xu, fu, method=method, alpha=0.1)
-        ref = ppi.ppi_ols_pointestimate(X, y, f, Xu, fu, lam=est.lam)
-        np.testing.assert_allclose(est.value, ref, rtol=1e-9)
-    assert 0 < est.lam < 1
-    # ppi_py's own lam (gradients at theta rather than theta_f, below) differs a little.
-    assert np.all(np.abs(est.value - ppi.ppi_ols_pointestimate(X, y, f, Xu, fu)) < 0.25 * est.stderr)
-
-    # Variance: we evaluate the prediction gradients at the imputed fit theta_f = OLS(X~, f~),
-    # ppi_py at the final estimate theta. Like with like: a predictor whose labelled residual
-    # y - f is orthogonal to X makes theta = theta_f, where the two sandwiches coincide (up
-    # to ddof: ppi_py's np.cov has ddof 1, ours 0, so ours is smaller by at most 1/n).
-    noise = np.random.default_rng(9).normal(size=N)
-    f_orth = y - (noise - X @ np.linalg.lstsq(X, noise, rcond=None)[0])
-    est = rectified_ols(X, y, f_orth, Xu, fu, method="ppi", alpha=0.1)
-    np.testing.assert_allclose(est.value, np.linalg.lstsq(Xu, fu, rcond=None)[0], rtol=1e-9)
-    ref_se = se_from_ci(ppi.ppi_ols_ci(X, y, f_orth, Xu, fu, alpha=0.1, lam=1.0), 0.1)
-    np.testing.assert_allclose(est.stderr, ref_se, rtol=1 / N)
-    assert np.all(est.stderr <= ref_se)
-
-    est = rectified_ols(X, y, f, Xu, fu, method="classical", alpha=0.1)  # HC0: exact
-    np.testing.assert_allclose(np.ravel(est.ci), np.ravel(classical_ols_ci(X, y, alpha=0.1)), rtol=1e-9)
-
-
-@pytest.mark.filterwarnings("ignore::FutureWarning")  # sklearn, inside ppi_py
-def test_logistic_agrees_with_ppi_py(ppi, data):
-    from ppi_py.baselines import classical_logistic_ci
-
-    X, y, Xu, f, fu = data["X"], data["yb"], data["Xu"], data["pf"], data["pu"]
-    noisy_f = np.clip(f + np.random.default_rng(5).normal(0, 0.3, N), 0, 1)
-    for yhat in (f, noisy_f):
-        for method in ("ppi", "ppi++"):
-            est = rectified_logistic(X, y, yhat, Xu, fu, method=method, alpha=0.1)
-            ref = ppi.ppi_logistic_pointestimate(X, y, yhat, Xu, fu, lam=est.lam)
-            np.testing.assert_allclose(est.value, ref, rtol=1e-5, atol=1e-6)
-            ref_se = se_from_ci(ppi.ppi_logistic_ci(X, y, yhat, Xu, fu, alpha=0.1, lam=est.lam), 0.1)
-            np.testing.assert_allclose(est.stderr, ref_se, rtol=1 / N + 1e-5)
-    assert 0 < est.lam < 1
-    est = rectified_logistic(X, y, f, Xu, fu, method="classical", alpha=0.1)
-    # ppi_py's classical logistic interval uses the model-based (not sandwich) variance,
-    # so only the point estimate (the labelled MLE) is compared.
-    ref_mid = np.mean(classical_logistic_ci(X, y, alpha=0.1), axis=0)
-    np.testing.assert_allclose(est.value, ref_mid, rtol=1e-5, atol=1e-6)
+    folds = np.arange(N) % 5
+    plain = every_estimand(data, f, fu, method="ppi")
+    by_model = every_estimand(data, f, np.stack([fu] * 5), folds=folds, method="ppi")
+    assigned = every_estimand(data, f, fu, folds=folds, folds_unlabeled=np.arange(M) % 5,
+                              method="ppi")
+    for name in plain:
+        ref = plain[name]()
+        for est in (by_model[name](), assigned[name]()):
+            np.testing.assert_allclose(est.value, ref.value, rtol=1e-6, atol=1e-9)
+            assert est.n_folds == 5 and est.method == "cross-ppi"
+    models = 1 / (1 + np.exp(-(fu + np.random.default_rng(0).normal(0, 0.3, size=(3, M)))))
+    folds3 = np.repeat([0, 1, 2], [100, 150, 250])
+    fbar = np.array([100, 150, 250]) @ models / N
+    for fit in (rectified_ols, rectified_logistic):
+        args = (data["X"], data["yb"], 1 / (1 + np.exp(-f)), data["Xu"])
+        by_fold = fit(*args, models, folds=folds3, method="ppi")
+        np.testing.assert_allclose(by_fold.value, fit(*args, fbar, method="ppi").value, rtol=1e-9)

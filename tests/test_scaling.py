@@ -179,17 +179,17 @@ def test_clone_and_plot():
     plt.close("all")
 
 
-def linear_data(n=600, p=5, seed=0, n_unlabelled=0):
+def linear_data(n=600, p=5, seed=0, n_unlabeled=0):
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n + n_unlabelled, p))
-    y = X @ np.arange(1.0, p + 1) + rng.normal(size=n + n_unlabelled)
+    X = rng.normal(size=(n + n_unlabeled, p))
+    y = X @ np.arange(1.0, p + 1) + rng.normal(size=n + n_unlabeled)
     y[n:] = np.nan
     return X, y
 
 
 @pytest.mark.filterwarnings("error::skftr.scaling.ScalingLawWarning")
 def test_from_pilots_table_and_indices():
-    X, y = linear_data(n_unlabelled=100)
+    X, y = linear_data(n_unlabeled=100)
     law = ScalingLaw.from_pilots(Ridge(alpha=1e-3), X, y, [20, 40, 80, 160], n_repeats=2,
                                  holdout=200, random_state=0, n_bootstrap=10)
     pilots = law.pilots_
@@ -201,7 +201,7 @@ def test_from_pilots_table_and_indices():
     mean = pilots.groupby("size")["error_variance"].mean()
     assert mean[20] > mean[160] > 0.8
     assert law.identified_ and law.alpha_ > 0
-    # indices: holdout + nested subsets, never an unlabelled row
+    # indices: holdout + nested subsets, never an unlabeled row
     assert law.holdout_indices_.size == 200
     assert np.isin(law.holdout_indices_, law.pilot_indices_).all()
     assert np.isfinite(y[law.pilot_indices_]).all()

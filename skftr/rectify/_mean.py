@@ -1,103 +1,145 @@
-"""Rectified means: classical, PPI, PPI++ and cross-PPI (METHOD.md §2)."""
+"""Rectified means: classical, PPI, PPI++, several predictors, cross-PPI.
+
+docs/method.md §2.1-2.4.
+"""
 import numpy as np
 
-from ._result import RectifiedEstimate
-from ._stats import Moments, clipped_lambda, wald_ci
+from ._data import read_labeled, read_unlabeled
+from ._engine import Problem, rectify
+from ._moments import PredictionMoments
+from ._stats import Moments, pooled_mean_cov
 from ._validation import (
-    _numeric, as_1d, check_alpha, check_finite, check_method, check_same_length, is_chunked,
+    as_numeric, check_alpha, check_finite, check_method, is_chunked, prediction_columns,
 )
 
-MEAN_METHODS = ("classical", "ppi", "ppi++")
-
 # Block size for the one-pass moments of a large in-memory array: bounds the
-# temporary (x - mean) to 8 MiB whatever the length of the array.
+# temporary (x - mean) to 8 MiB per predictor whatever the length of the array.
 _BLOCK = 1 << 20
 
 
-def _chunk_moments(chunk, name):
-    """Moments of one 1-d float chunk, with the NaN/inf check folded into the sum."""
-    k = chunk.shape[0]
-    total = chunk.sum(dtype=np.float64)
-    if not np.isfinite(total):
-        check_finite(chunk, name)
+def _chunk(chunk, name, p, units):
+    """One block as a float (k, p) array, with the NaN/inf check folded into its sum."""
+    arr = prediction_columns(as_numeric(chunk, name), name, units=units, n_predictors=p)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    if not np.isfinite(arr.sum(dtype=np.float64)):
+        check_finite(arr, name)
         raise ValueError(f"{name} holds values so large that their sum overflows float64")
-    mean = total / k
-    dev = np.subtract(chunk, mean, dtype=np.float64)
-    np.square(dev, out=dev)  # numpy's own loop and pairwise sum: no BLAS threads to contend
-    return Moments(k, mean, float(dev.sum()))
+    return arr
 
 
-def unlabeled_moments(yhat_unlabeled, name="yhat_unlabeled"):
-    """Count, mean and M2 of the unlabelled predictions in one pass.
+def unlabeled_moments(yhat_unlabeled, n_predictors=1, name="yhat_unlabeled"):
+    """Count, mean vector and M2 matrix of the unlabeled predictions in one pass.
 
-    ``yhat_unlabeled`` is a 1-d array (processed in blocks, no full-size
-    temporary) or an iterable of 1-d chunks (streamed, each chunk read once).
+    ``yhat_unlabeled`` is an array of shape (m,) or (m, p) (processed in
+    blocks, no full-size temporary) or an iterable of such chunks (streamed,
+    each chunk read once).
     """
-    acc = Moments()
     if is_chunked(yhat_unlabeled):
-        for i, chunk in enumerate(yhat_unlabeled):
-            chunk = as_1d(chunk, f"{name} (chunk {i})", min_len=0, float64=False, finite=False)
-            if chunk.shape[0]:
-                acc.merge(_chunk_moments(chunk, name))
+        parts = ((f"{name} (chunk {i})", "k", chunk) for i, chunk in enumerate(yhat_unlabeled))
     else:
-        arr = as_1d(yhat_unlabeled, name, min_len=0, float64=False, finite=False)
-        for start in range(0, arr.shape[0], _BLOCK):
-            acc.merge(_chunk_moments(arr[start:start + _BLOCK], name))
+        arr = np.atleast_1d(as_numeric(yhat_unlabeled, name))
+        parts = ((name, "m", arr[start:start + _BLOCK]) for start in range(0, arr.shape[0], _BLOCK))
+    acc = Moments.of(np.empty((0, n_predictors)))
+    for label, units, chunk in parts:
+        acc.merge(Moments.of(_chunk(chunk, label, n_predictors, units)))
     if acc.count < 2:
         raise ValueError(f"{name} needs at least 2 values, got {acc.count}")
     return acc
 
 
-def _weight(method, y, yhat, ppipp_denominator):
-    """``lam`` of the method: 0 (classical), 1 (ppi), ``Cov(Y, f) / denominator`` clipped (ppi++)."""
-    if method == "classical":
-        return 0.0
-    if method == "ppi":
-        return 1.0
-    cov = float(np.mean((y - y.mean()) * (yhat - yhat.mean())))
-    return clipped_lambda(cov, ppipp_denominator)
+class _Mean(Problem):
+    """``theta = mean(Y) + lam' (mean f~ - mean f)``.
 
-
-def _rectify(y, yhat, lam, f_unl_mean, f_unl_var, m, alpha, method, resid_var=None):
-    """Shared final step: ``mean(Y) + lam (mean f~ - mean f)`` with its Wald interval.
-
-    Variance ``Var(Y - lam f)/n + lam^2 Var(f~)/m`` with plug-in (ddof = 0)
-    variances, the convention of ``ppi_py``; ``resid_var`` replaces
-    ``Var(Y - lam f)`` when given.
+    Gradients ``(Y, f_1..f_p)`` (up to sign and a constant) and ``H = 1``.
     """
-    n = y.shape[0]
-    if resid_var is None:
-        resid_var = (y - lam * yhat).var()
-    value = float(y.mean() + lam * (f_unl_mean - yhat.mean()))
-    stderr = float(np.sqrt(resid_var / n + lam * lam * f_unl_var / m))
-    return RectifiedEstimate(value, stderr, wald_ci(value, stderr, alpha), alpha, method, n, m, lam)
+
+    def __init__(self, labeled, unlabeled_mean, unlabeled_cov):
+        values = np.column_stack([labeled.y, labeled.preds])
+        self.n_predictors = labeled.n_predictors
+        self._lab_mean, self._lab_cov = labeled.mean_cov(values)
+        self._plain_cov = labeled.mean_cov(values, within_folds=False)[1]
+        self._unl_mean, self._unl_cov = unlabeled_mean, unlabeled_cov
+
+    def fit(self, lam):
+        return float(self._lab_mean[0] + lam @ (self._unl_mean - self._lab_mean[1:]))
+
+    def covariances(self, theta, classical):
+        return (self._plain_cov if classical else self._lab_cov), self._unl_cov, None
 
 
-def _within_folds(x, folds, sizes):
-    """``x`` minus the mean of its fold (each unit's deviation from its fold's mean)."""
-    means = np.bincount(folds, weights=x, minlength=sizes.size) / sizes
-    return x - means[folds]
+def _mean(y, yhat, yhat_unlabeled, folds, folds_unlabeled, method, alpha, name):
+    """:func:`rectified_mean`, naming the unlabeled argument ``name`` in errors."""
+    alpha = check_alpha(alpha)
+    labeled = read_labeled(y, yhat, folds)
+    check_method(method, labeled.n_predictors)
+    if isinstance(yhat_unlabeled, PredictionMoments):
+        if folds_unlabeled is not None:
+            raise ValueError(f"{name}: moments are grouped by fold already; leave "
+                             "folds_unlabeled None")
+        m, (unl_mean, unl_cov) = yhat_unlabeled.count, yhat_unlabeled.mean_cov(labeled, name)
+    elif folds is None and folds_unlabeled is None:
+        moments = unlabeled_moments(yhat_unlabeled, labeled.n_predictors, name)
+        m, (unl_mean, unl_cov) = moments.count, pooled_mean_cov([moments])
+    else:
+        unl = read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled, name)
+        m, (unl_mean, unl_cov) = unl.m, unl.mean_cov(unl.combined())
+    return rectify(_Mean(labeled, unl_mean, unl_cov), method, alpha,
+                   n_labeled=labeled.n, n_unlabeled=m, n_folds=labeled.n_folds)
 
 
-def rectified_mean(y, yhat, yhat_unlabeled, *, method="ppi", alpha=0.05):
-    """Prediction-powered estimate of the mean of Y (METHOD.md §2).
+def rectified_mean(y, yhat, yhat_unlabeled, *, folds=None, folds_unlabeled=None,
+                   method="ppi++", alpha=0.05):
+    """Prediction-powered estimate of the mean of Y (docs/method.md §2.1-2.4).
 
-    ``theta = mean(Y) + lam * (mean(f~) - mean(f))`` with
-    ``Var = Var(Y - lam f) / n + lam^2 Var(f~) / m`` and a normal interval.
+    With ``p`` predictors (Wang, Ye & Zhao 2025, §2; Angelopoulos et al. 2023)::
+
+        theta = mean(Y) + lam' (mean(f~) - mean(f))
+        Var   = Cov(Y - lam' f) / n + lam' Cov(f~) lam / m
+
+    (plug-in covariances, the convention of ``ppi_py``) and a normal interval.
+    The classical estimate ``mean(Y)``, ``Var(Y)/n``, is reported beside it.
+
+    Cross-fitting (cross-PPI, Zrnic & Candès 2024; docs/method.md §2.3):
+    ``folds[j] = k`` says that ``yhat[j]`` is the out-of-fold prediction of
+    model ``k``, trained without fold ``k``. The unlabeled predictions then
+    come by fold model, ``f~ = sum_k (n_k/n) f~_k`` (shape (K, m) or
+    (K, m, p)), or by assignment (``folds_unlabeled``: one model per unit,
+    fold ``k``'s units weighted to count ``n_k/n`` in total)::
+
+        Var = C_within(Y - lam' f) / n + lam' C~ lam
+        C_within = sum_k sum_{j in k} (r_j - mean_k r)(r_j - mean_k r)' / (n - K)
+        C~ = Cov(f~) / m                                      (by fold model)
+        C~ = sum_k sum_{i in k} (w_i f~_i - mean_k)(...)' / (m (m - K))   (by assignment)
+
+    with ``w_i = (n_k/n)(m/m_k)``: the residuals are pooled *within* folds, so
+    adding a constant ``c_k`` to model ``k`` (a variance-trained model is
+    identified only up to one, Wang, Ye & Zhao 2025, §3) changes neither the
+    estimate nor the interval; the variance pooled across folds
+    (``ppi_py.crossppi_mean_ci``) would add the spread of the shifts.
 
     Parameters
     ----------
-    y, yhat : array-like of shape (n,)
-        Labels of the rectification units and the predictions for them (from a
-        predictor that did not see these labels).
-    yhat_unlabeled : array-like of shape (m,) or iterable of 1-d chunks
-        Predictions for the unlabelled units. An iterable (e.g. a generator
-        reading from disk) is consumed once; only its running count, mean and
-        sum of squares are kept (Chan et al. parallel update).
-    method : {"classical", "ppi", "ppi++"}
-        ``lam = 0`` (labels only; the predictions are still validated),
-        ``lam = 1``, or ``lam* = Cov(Y, f) / ((1 + n/m) Var(f))`` estimated
-        (``Var(f)`` pooled over labelled and unlabelled) and clipped to [0, 1].
+    y : array-like of shape (n,)
+        Labels of the rectification units.
+    yhat : array-like of shape (n,) or (n, p)
+        Predictions for them from ``p`` predictors that did not see these labels
+        (out-of-fold ones with ``folds``).
+    yhat_unlabeled : array-like
+        Predictions for the unlabeled units: (m,) or (m, p), or an iterable of
+        such chunks (e.g. a generator reading from disk; consumed once, only
+        running moments kept, Chan et al. parallel update); with ``folds``
+        (K, m) or (K, m, p) by fold model, or (m,) or (m, p) with
+        ``folds_unlabeled``. Or their merged moments, a
+        :class:`PredictionMoments` (per fold with ``folds``: the assignment
+        layout), e.g. from workers that each predicted a part.
+    folds : array-like of int, shape (n,), optional
+        Fold id in ``0..K-1`` of each labeled unit; every fold non-empty.
+    folds_unlabeled : array-like of int, shape (m,), optional
+        Fold model that predicted each unlabeled unit (assignment layout).
+    method : {"ppi++", "ppi", "classical"}, default="ppi++"
+        ``lam`` tuned (:func:`~skftr.rectify._stats.power_tuning_weights`), 1
+        (one predictor only), or 0 (labels only; predictions still validated).
     alpha : float in (0, 1)
         The interval has nominal coverage ``1 - alpha``.
 
@@ -105,97 +147,14 @@ def rectified_mean(y, yhat, yhat_unlabeled, *, method="ppi", alpha=0.05):
     -------
     RectifiedEstimate
     """
-    check_method(method, MEAN_METHODS)
-    alpha = check_alpha(alpha)
-    y = as_1d(y, "y")
-    yhat = as_1d(yhat, "yhat")
-    check_same_length(y=y, yhat=yhat)
-    unl = unlabeled_moments(yhat_unlabeled)
-    n, m = y.shape[0], unl.count
-
-    pooled = Moments.of(yhat).merge(unl).var
-    lam = _weight(method, y, yhat, (1.0 + n / m) * pooled)
-    return _rectify(y, yhat, lam, unl.mean, unl.var, m, alpha, method)
+    return _mean(y, yhat, yhat_unlabeled, folds, folds_unlabeled, method, alpha, "yhat_unlabeled")
 
 
-def crossfit_mean(y, yhat, folds, yhat_unlabeled_by_fold, *, method="ppi", alpha=0.05):
-    """Cross-prediction-powered mean (cross-PPI; Zrnic & Candès 2024).
+def crossfit_mean(y, yhat, folds, yhat_unlabeled_by_fold, *, method="ppi++", alpha=0.05):
+    """Cross-PPI mean: ``rectified_mean(y, yhat, yhat_unlabeled_by_fold, folds=folds)``.
 
-    Each labelled unit ``j`` in fold ``k`` carries ``yhat[j]`` from model
-    ``k``, trained without fold ``k``; model ``k`` also predicts every
-    unlabelled unit (row ``k`` of ``yhat_unlabeled_by_fold``). With
-    ``fbar = sum_k (n_k / n) f_k(X~)`` (the plain average over models when the
-    folds have equal sizes, and unbiased for unequal ones)::
-
-        theta = mean(Y) + lam * (mean(fbar) - mean(yhat))
-        Var   = Var_within(Y - lam * yhat) / n + lam^2 Var(fbar) / m
-
-    the variance of Zrnic & Candès (Theorem 1, under stability of the
-    training algorithm), with ``Var_within`` the residual variance pooled
-    *within* folds, ``sum_k sum_{j in k} (r_j - mean_k r)^2 / (n - K)``.
-    Adding a constant ``c_k`` to model ``k`` leaves ``theta`` unchanged (it
-    enters ``mean(fbar)`` and ``mean(yhat)`` with the same weight ``n_k / n``),
-    and the within-fold variance leaves the interval unchanged too. That matters
-    for models trained on the error variance (METHOD.md §3), identified only up
-    to such a shift: the residual variance pooled *across* folds
-    (``ppi_py.crossppi_mean_ci``) adds the spread of the K shifts, which is not
-    an error of ``theta``, and widens the interval for nothing. The PPI++
-    weight uses the within-fold moments for the same reason.
-
-    Parameters
-    ----------
-    y, yhat : array-like of shape (n,)
-        Labels and out-of-fold predictions.
-    folds : array-like of int, shape (n,)
-        Fold id in ``0..K-1`` of each labelled unit; every fold non-empty.
-    yhat_unlabeled_by_fold : array-like of shape (K, m)
-        Predictions of each fold model on the unlabelled units.
-    method : {"classical", "ppi", "ppi++"}
-        ``lam = 0``, ``lam = 1``, or the variance-minimising
-        ``lam = Cov_within(Y, yhat) / (Var_within(yhat) + (n/m) Var(fbar))``
-        clipped to [0, 1] (the out-of-fold and the averaged predictions have
-        different variances, so they are not pooled as in :func:`rectified_mean`).
-    alpha : float in (0, 1)
-
-    Returns
-    -------
-    RectifiedEstimate
-        ``method`` is ``"classical"``, ``"cross-ppi"`` or ``"cross-ppi++"``.
+    Kept for backward compatibility; see :func:`rectified_mean` (Zrnic & Candès
+    2024). ``yhat_unlabeled_by_fold`` has shape (K, m) or (K, m, p).
     """
-    check_method(method, MEAN_METHODS)
-    alpha = check_alpha(alpha)
-    y = as_1d(y, "y")
-    yhat = as_1d(yhat, "yhat")
-    folds = _numeric(folds, "folds")
-    if folds.dtype.kind not in "iu":
-        raise TypeError(f"folds must hold integer fold ids, got dtype {folds.dtype}")
-    if folds.ndim != 1:
-        raise ValueError(f"folds must be 1-dimensional, got shape {folds.shape}")
-    check_same_length(y=y, yhat=yhat, folds=folds)
-    f_unl = _numeric(yhat_unlabeled_by_fold, "yhat_unlabeled_by_fold")
-    if f_unl.ndim != 2:
-        raise ValueError(
-            f"yhat_unlabeled_by_fold must be 2-dimensional (K folds, m units), got shape {f_unl.shape}")
-    k, m = f_unl.shape
-    if m < 2:
-        raise ValueError(f"yhat_unlabeled_by_fold needs at least 2 unlabelled units (columns), got {m}")
-    check_finite(f_unl, "yhat_unlabeled_by_fold")
-    if folds.min() < 0 or folds.max() >= k:
-        raise ValueError(f"folds must be fold ids in 0..{k - 1} (yhat_unlabeled_by_fold has {k} rows)")
-    sizes = np.bincount(folds, minlength=k)
-    if (sizes == 0).any():
-        raise ValueError(f"folds has no labelled unit for fold id(s) {np.flatnonzero(sizes == 0).tolist()}")
-    if y.shape[0] <= k:
-        raise ValueError(f"folds: the residual variance is estimated within folds, which needs more "
-                         f"labelled units than folds; got {y.shape[0]} units in {k} folds")
-
-    n = y.shape[0]
-    fbar = (sizes / n) @ f_unl
-    fbar_mom = Moments.of(fbar)
-    y_w, f_w = _within_folds(y, folds, sizes), _within_folds(yhat, folds, sizes)
-    lam = _weight(method, y_w, f_w, f_w.var() + n / m * fbar_mom.var)
-    if method == "classical":  # no model, no shift: Var(Y) / n as in rectified_mean
-        label, resid_var = method, None
-    else:
-        label, resid_var = f"cross-{method}", float(np.square(y_w - lam * f_w).sum() / (n - k))
-    return _rectify(y, yhat, lam, fbar_mom.mean, fbar_mom.var, m, alpha, label, resid_var)
+    return _mean(y, yhat, yhat_unlabeled_by_fold, folds, None, method, alpha,
+                 "yhat_unlabeled_by_fold")

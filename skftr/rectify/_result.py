@@ -1,5 +1,5 @@
 """The immutable result object returned by every :mod:`skftr.rectify` function."""
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
@@ -9,20 +9,29 @@ Number = Union[float, np.ndarray]
 
 
 def _readonly(x):
-    if isinstance(x, np.ndarray):
-        x = x.copy()
-        x.setflags(write=False)
-        return x
-    return float(x)
+    """A float for a scalar, a read-only float array otherwise (lists included)."""
+    arr = np.array(x, dtype=np.float64)
+    if arr.ndim == 0:
+        return float(arr)
+    arr.setflags(write=False)
+    return arr
 
 
 def _jsonable(x):
     return x.tolist() if isinstance(x, np.ndarray) else x
 
 
+def _fmt(x):
+    """Compact one-line text of a float or an array."""
+    if isinstance(x, np.ndarray):
+        return np.array2string(x, separator=", ", threshold=6, edgeitems=2,
+                               formatter={"float_kind": lambda v: f"{v:.4g}"})
+    return f"{x:.4g}"
+
+
 @dataclass(frozen=True, eq=False)
 class RectifiedEstimate:
-    """A point estimate with its standard error and confidence interval.
+    """A point estimate with its standard error, confidence interval and classical comparison.
 
     Scalar targets (mean, quantile) hold floats; vector targets (regression
     coefficients) hold 1-d arrays, one entry per coefficient.
@@ -34,22 +43,31 @@ class RectifiedEstimate:
     stderr : float or ndarray
         Estimated standard error (for quantiles: the interval half-width
         divided by the normal critical value, the interval itself coming from
-        test inversion).
+        inverting the rectified CDF).
     ci : tuple (low, high)
         ``1 - alpha`` confidence interval.
     alpha : float
         Error level of the interval.
     method : str
-        ``"classical"``, ``"ppi"``, ``"ppi++"`` (prefixed with ``"cross-"``
-        for :func:`crossfit_mean`).
+        ``"classical"``, ``"ppi"``, ``"ppi++"``; ``"cross-ppi"`` and
+        ``"cross-ppi++"`` when cross-fitted.
     n_labeled, n_unlabeled : int
-        Number of labelled (rectification) and unlabelled units.
-    lam : float
-        Power-tuning weight on the predictions: 0 for classical, 1 for plain
-        PPI, estimated and clipped to [0, 1] for PPI++.
+        Number of labeled (rectification) and unlabeled units.
+    lam : float or ndarray
+        Weight on the predictions (docs/method.md §2.2, §2.4): 0 for classical, 1 for
+        plain PPI, tuned for PPI++; an array of one weight per predictor when
+        there are several.
     allocation : object or None
         Optional budget allocation (anything with ``to_dict()``), attached by
         the estimator with :func:`dataclasses.replace`.
+    classical_stderr, classical_ci : float or ndarray, tuple
+        Standard error and interval of the classical estimate from the same
+        labels (``Var(Y)/n`` for the mean). None only for an estimate saved
+        without them.
+    n_predictors : int
+        Number of predictors ``p``.
+    n_folds : int or None
+        Number of cross-fitting folds; None without cross-fitting.
     """
 
     value: Number
@@ -59,23 +77,45 @@ class RectifiedEstimate:
     method: str
     n_labeled: int
     n_unlabeled: int
-    lam: float
+    lam: Number
     allocation: Optional[Any] = field(default=None)
+    classical_stderr: Optional[Number] = None
+    classical_ci: Optional[Tuple[Number, Number]] = None
+    n_predictors: int = 1
+    n_folds: Optional[int] = None
 
     def __post_init__(self):
         set_ = object.__setattr__
-        set_(self, "value", _readonly(self.value))
-        set_(self, "stderr", _readonly(self.stderr))
+        for name in ("value", "stderr", "lam"):
+            set_(self, name, _readonly(getattr(self, name)))
         set_(self, "ci", (_readonly(self.ci[0]), _readonly(self.ci[1])))
+        if self.classical_stderr is not None:
+            set_(self, "classical_stderr", _readonly(self.classical_stderr))
+            set_(self, "classical_ci", (_readonly(self.classical_ci[0]),
+                                        _readonly(self.classical_ci[1])))
         set_(self, "alpha", float(self.alpha))
-        set_(self, "n_labeled", int(self.n_labeled))
-        set_(self, "n_unlabeled", int(self.n_unlabeled))
-        set_(self, "lam", float(self.lam))
+        for name in ("n_labeled", "n_unlabeled", "n_predictors"):
+            set_(self, name, int(getattr(self, name)))
+        if self.n_folds is not None:
+            set_(self, "n_folds", int(self.n_folds))
 
     @property
     def is_scalar(self):
         """True for a scalar target (mean, quantile)."""
         return not isinstance(self.value, np.ndarray)
+
+    @property
+    def n_effective(self):
+        """Labels the classical estimate would need for this precision.
+
+        ``n_labeled * (classical_stderr / stderr)^2`` (elementwise for vector
+        targets; docs/method.md §2.6); None without a classical comparison.
+        """
+        if self.classical_stderr is None:
+            return None
+        with np.errstate(divide="ignore"):
+            ratio = np.divide(self.classical_stderr, self.stderr)
+        return _readonly(self.n_labeled * ratio**2)
 
     def pvalue(self, null=0.0):
         """Two-sided p-value of ``H0: target == null`` from the normal approximation.
@@ -88,31 +128,43 @@ class RectifiedEstimate:
         return float(p) if np.ndim(p) == 0 else p
 
     def to_dict(self):
-        """A JSON-friendly dict of all fields (arrays become lists)."""
-        out = {
-            "value": _jsonable(self.value),
-            "stderr": _jsonable(self.stderr),
-            "ci": [_jsonable(self.ci[0]), _jsonable(self.ci[1])],
-            "alpha": self.alpha,
-            "method": self.method,
-            "n_labeled": self.n_labeled,
-            "n_unlabeled": self.n_unlabeled,
-            "lam": self.lam,
-        }
+        """A JSON-friendly dict of all fields and ``n_effective`` (arrays become lists)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "allocation":
+                continue
+            if f.name in ("ci", "classical_ci") and value is not None:
+                value = [_jsonable(value[0]), _jsonable(value[1])]
+            out[f.name] = _jsonable(value)
+        out["n_effective"] = _jsonable(self.n_effective)
         if self.allocation is not None:
             out["allocation"] = self.allocation.to_dict()
         return out
 
+    @classmethod
+    def from_dict(cls, data, allocation=None):
+        """Rebuild an estimate from :meth:`to_dict` output (``allocation`` given as an object)."""
+        known = {f.name for f in fields(cls)} - {"allocation"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for name in ("ci", "classical_ci"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = tuple(kwargs[name])
+        return cls(**kwargs, allocation=allocation)
+
     def __repr__(self):
         level = f"{100 * (1 - self.alpha):.4g}% CI"
-        if self.is_scalar:
-            body = (f"{self.value:.4g} ± {self.stderr:#.2g} (se) "
-                    f"[{self.ci[0]:.4g}, {self.ci[1]:.4g}]")
-        else:
-            fmt = {"float_kind": lambda v: f"{v:.4g}"}
-            arr = lambda a: np.array2string(a, separator=", ", formatter=fmt, threshold=6, edgeitems=2)
-            body = (f"{arr(self.value)} ± {arr(self.stderr)} (se) "
-                    f"[{arr(self.ci[0])}, {arr(self.ci[1])}]")
+        body = (f"{_fmt(self.value)} ± {_fmt(self.stderr)} (se) "
+                f"[{_fmt(self.ci[0])}, {_fmt(self.ci[1])}]")
+        sizes = f"n={self.n_labeled}, m={self.n_unlabeled}"
+        if self.n_folds:
+            sizes += f", K={self.n_folds}"
+        if self.n_predictors > 1:
+            sizes += f", p={self.n_predictors}"
+        compare = ""
+        if self.classical_stderr is not None:
+            compare = (f", classical ± {_fmt(self.classical_stderr)} (se), "
+                       f"n_eff={_fmt(self.n_effective)}")
         alloc = ", allocation" if self.allocation is not None else ""
-        return (f"RectifiedEstimate({self.method}: {body}, {level}, "
-                f"n={self.n_labeled}, m={self.n_unlabeled}, λ={self.lam:.2f}{alloc})")
+        return (f"RectifiedEstimate({self.method}: {body}, {level}, {sizes}, "
+                f"λ={_fmt(self.lam)}{compare}{alloc})")

@@ -1,6 +1,27 @@
-"""Small statistical helpers shared by the rectification estimators."""
+"""Statistical core shared by every :mod:`skftr.rectify` estimand (docs/method.md §2.5).
+
+Every rectified estimate solves the estimating equation (Angelopoulos, Duchi &
+Zrnic 2023; Wang, Ye & Zhao 2025, §2)::
+
+    mean_lab g(theta) + sum_l lam_l [mean_unl g~_l(theta) - mean_lab g_l(theta)] = 0
+
+with per-unit gradients ``g`` (labels), ``g_l`` (predictor ``l`` on the labeled
+units) and ``g~_l`` (predictor ``l`` on the unlabeled units). Its sandwich
+covariance is::
+
+    Sigma(lam) = H^-1 [C_lab(g - sum_l lam_l g_l) + C_unl(sum_l lam_l g~_l)] H^-1
+
+where ``C_lab`` and ``C_unl`` are the covariance matrices of the two sample
+means. This module holds the pieces every estimand shares: streaming moments,
+those covariances (pooled within folds for cross-fitting), the one power-tuning
+weight function and the sandwich.
+"""
 import numpy as np
 from scipy.stats import norm
+
+# Predictors whose gradient spread is below this fraction of the labels' carry
+# no information (constant up to rounding): they get weight 0.
+_NEGLIGIBLE = np.sqrt(np.finfo(float).eps)
 
 
 def z_crit(alpha):
@@ -14,43 +35,40 @@ def wald_ci(value, stderr, alpha):
     return value - half, value + half
 
 
-def power_tuning_lambda(cov_y_f, var_f_pooled, n, m):
-    """PPI++ weight ``lam* = Cov(Y, f) / ((1 + n/m) Var(f))`` clipped to [0, 1].
-
-    Angelopoulos, Duchi & Zrnic (2023), METHOD.md §2. ``Var(f)`` is estimated
-    on the labelled and unlabelled predictions pooled. A predictor with no
-    variance carries no information, so ``lam = 0`` then.
-    """
-    return clipped_lambda(cov_y_f, (1.0 + n / m) * var_f_pooled)
-
-
-def clipped_lambda(cov_y_f, denominator):
-    """``Cov(Y, f) / denominator`` clipped to [0, 1]; 0 when the denominator is not positive."""
-    return float(np.clip(cov_y_f / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
+def fixed_weights(method, n_predictors):
+    """Weights the method fixes: 0 (``"classical"``), 1 (``"ppi"``); None (``"ppi++"``, tuned)."""
+    if method == "ppi++":
+        return None
+    return np.full(n_predictors, 1.0 if method == "ppi" else 0.0)
 
 
 class Moments:
-    """Count, mean and sum of squared deviations (M2) of a stream of numbers.
+    """Count, mean vector and matrix of summed cross-deviations (M2) of a stream of rows.
 
-    Chunks are merged with the parallel update of Chan, Golub & LeVeque
-    (1979): one numerically stable pass, any chunk sizes.
+    Chunks are merged with the parallel update of Chan, Golub & LeVeque (1979):
+    one numerically stable pass, any chunk sizes. Each chunk is centered on its
+    first row before averaging, so a constant column has exactly zero spread.
     """
 
     __slots__ = ("count", "mean", "m2")
 
-    def __init__(self, count=0, mean=0.0, m2=0.0):
-        self.count, self.mean, self.m2 = int(count), float(mean), float(m2)
+    def __init__(self, count, mean, m2):
+        self.count, self.mean, self.m2 = int(count), mean, m2
 
     @classmethod
     def of(cls, x):
-        """Moments of a small in-memory float64 array."""
+        """Moments of the rows of a float array of shape (k,) or (k, q); k may be 0."""
         x = np.asarray(x, dtype=np.float64)
-        mean = x.mean()
-        d = x - mean
-        return cls(x.shape[0], mean, float(d @ d))
+        x = x[:, None] if x.ndim == 1 else x
+        if x.shape[0] == 0:
+            return cls(0, np.zeros(x.shape[1]), np.zeros((x.shape[1],) * 2))
+        dev = x - x[0]
+        shift = dev.mean(axis=0)
+        dev -= shift
+        return cls(x.shape[0], x[0] + shift, dev.T @ dev)
 
     def merge(self, other):
-        """Combine with the moments of a disjoint set of values (in place)."""
+        """Combine with the moments of a disjoint set of rows (in place)."""
         if other.count == 0:
             return self
         if self.count == 0:
@@ -58,12 +76,106 @@ class Moments:
             return self
         n = self.count + other.count
         delta = other.mean - self.mean
-        self.mean += delta * other.count / n
-        self.m2 += other.m2 + delta * delta * self.count * other.count / n
+        self.mean = self.mean + delta * (other.count / n)
+        self.m2 = self.m2 + other.m2 + np.outer(delta, delta) * (self.count * other.count / n)
         self.count = n
         return self
 
-    @property
-    def var(self):
-        """Plug-in variance ``M2 / count`` (ddof = 0)."""
-        return self.m2 / self.count
+
+def pooled_mean_cov(groups):
+    """Mean of all rows, and the covariance matrix of that mean pooled within groups.
+
+    ``groups`` is a list of :class:`Moments`, one per group (a single one
+    without groups). With ``N`` rows in ``G`` groups::
+
+        cov = sum_g M2_g / (N (N - G))      (G >= 2: the G group means are estimated)
+        cov = M2 / N^2                      (one group: the plug-in convention of ppi_py)
+
+    Pooling within folds is what makes cross-fitting insensitive to a constant
+    shift of one fold model (Zrnic & Candès 2024; docs/method.md §2.3); rows
+    weighted per group give a stratified mean whose variance this is.
+    """
+    total = sum(g.count for g in groups)
+    mean = sum(g.mean * g.count for g in groups) / total
+    ddof = len(groups) if len(groups) > 1 else 0
+    return mean, sum(g.m2 for g in groups) / (total * (total - ddof))
+
+
+def mean_cov(values, groups=None, n_groups=0):
+    """:func:`pooled_mean_cov` of the rows of ``values`` (N, ...), grouped by ``groups``."""
+    values = values.reshape(values.shape[0], int(np.prod(values.shape[1:])))
+    if groups is None:
+        return pooled_mean_cov([Moments.of(values)])
+    return pooled_mean_cov([Moments.of(values[groups == k]) for k in range(n_groups)])
+
+
+def _trace_products(cov, n_blocks, hess_inv):
+    """``T[a, b] = tr(H^-1 C_ab H^-1)`` for the (d, d) blocks ``C_ab`` of ``cov``."""
+    d = cov.shape[0] // n_blocks
+    blocks = cov.reshape(n_blocks, d, n_blocks, d)
+    square = np.eye(d) if hess_inv is None else hess_inv @ hess_inv
+    return np.einsum("aibj,ji->ab", blocks, square)
+
+
+def power_tuning_weights(cov_labeled, cov_unlabeled, hess_inv=None):
+    """PPI++ weights ``lam`` (one per predictor) minimizing ``tr Sigma(lam)``.
+
+    Angelopoulos, Duchi & Zrnic (2023), generalized to ``p`` predictors as in
+    docs/method.md §2.4. With ``T(C)_ab = tr(H^-1 C_ab H^-1)``::
+
+        lam = [T(C_lab)_ff + T(C_unl)]^-1 T(C_lab)_fg
+
+    For the mean (``H = 1``) this is ``lam = (Cov_lab(f)/n + Cov_unl(f)/m)^-1
+    Cov_lab(f, Y)/n``, i.e. ``((1 + n/m) Cov(f))^-1 Cov(f, Y)`` when one
+    estimate of ``Cov(f)`` serves both sides. Each side is estimated on its own
+    units, so ``lam`` minimizes exactly the variance the interval reports (and
+    out-of-fold and fold-averaged predictions, whose spreads differ, are handled
+    alike).
+
+    The weights are not clipped: any fixed ``lam`` gives a consistent estimate
+    (only the variance depends on it), a consistent estimate of the optimum keeps
+    the asymptotic variance, and the optimum of several correlated predictors, or
+    of a shrunk one (a ridge's is above 1), lies outside [0, 1]. The system is
+    solved on the correlation scale by least squares (minimum norm), so a
+    constant predictor gets weight 0 and collinear predictors share theirs.
+
+    Parameters
+    ----------
+    cov_labeled : ndarray of shape ((1 + p) d, (1 + p) d)
+        Covariance of the labeled means of ``(g, g_1, ..., g_p)``.
+    cov_unlabeled : ndarray of shape (p d, p d)
+        Covariance of the unlabeled means of ``(g~_1, ..., g~_p)``.
+    hess_inv : ndarray of shape (d, d) or None
+        Inverse Hessian; None for the identity.
+
+    Returns
+    -------
+    ndarray of shape (p,)
+    """
+    d = cov_labeled.shape[0] - cov_unlabeled.shape[0]
+    lab = _trace_products(cov_labeled, cov_labeled.shape[0] // d, hess_inv)
+    p = lab.shape[0] - 1
+    var = lab[1:, 1:] + _trace_products(cov_unlabeled, p, hess_inv)
+    scale = np.sqrt(np.clip(np.diag(var), 0.0, None))
+    live = scale > _NEGLIGIBLE * np.sqrt(max(lab[0, 0], 0.0))
+    lam = np.zeros(p)
+    if live.any():
+        s = scale[live]
+        corr = var[np.ix_(live, live)] / np.outer(s, s)
+        lam[live] = np.linalg.lstsq(corr, lab[1:, 0][live] / s, rcond=1e-10)[0] / s
+    return lam
+
+
+def sandwich(cov_labeled, cov_unlabeled, lam, hess_inv=None):
+    """Covariance ``Sigma(lam)`` of the rectified estimate (module docstring).
+
+    ``H^-1 [a' C_lab a + lam' C_unl lam] H^-1`` over the (d, d) blocks, with
+    ``a = (1, -lam)``; ``lam = 0`` gives the classical sandwich. Arguments as in
+    :func:`power_tuning_weights`.
+    """
+    p = lam.shape[0]
+    d = cov_labeled.shape[0] - cov_unlabeled.shape[0]
+    a = np.concatenate([[1.0], -lam])
+    meat = (np.einsum("a,aibj,b->ij", a, cov_labeled.reshape(p + 1, d, p + 1, d), a)
+            + np.einsum("a,aibj,b->ij", lam, cov_unlabeled.reshape(p, d, p, d), lam))
+    return meat if hess_inv is None else hess_inv @ meat @ hess_inv

@@ -22,14 +22,25 @@ def check_alpha(alpha, name="alpha"):
     return alpha
 
 
-def check_method(method, allowed):
-    """Return ``method`` if it is one of ``allowed`` (a tuple of strings)."""
-    if not isinstance(method, str) or method not in allowed:
-        raise ValueError(f"method must be one of {', '.join(map(repr, allowed))}; got {method!r}")
+# The one registry of methods, shared by every estimand: lam = 0, lam = 1, lam tuned.
+METHODS = ("classical", "ppi", "ppi++")
+
+
+def check_method(method, n_predictors):
+    """Return ``method`` if it is one of :data:`METHODS` and fits ``n_predictors``.
+
+    ``"ppi"`` fixes every weight at 1, which is ambiguous with several
+    predictors (their sum would be counted p times).
+    """
+    if not isinstance(method, str) or method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}; got {method!r}")
+    if method == "ppi" and n_predictors > 1:
+        raise ValueError(f"method='ppi' (every weight fixed at 1) is ambiguous with {n_predictors} "
+                         "predictors; use method='ppi++' (weights tuned) or 'classical'")
     return method
 
 
-def _numeric(x, name):
+def as_numeric(x, name):
     """``np.asarray(x)`` with a numeric dtype; no copy for numeric arrays."""
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got a string")
@@ -53,32 +64,26 @@ def check_finite(arr, name):
         raise ValueError(f"{name} contains NaN or inf")
 
 
-def as_1d(x, name, *, min_len=2, float64=True, finite=True):
-    """Validate a 1-d numeric array.
-
-    ``float64=True`` converts to float64 (no copy when it already is);
-    ``float64=False`` keeps any float dtype as given (used for the large
-    unlabelled array, which is checked chunk by chunk elsewhere).
-    """
-    arr = _numeric(x, name)
+def as_1d(x, name, *, min_len=2):
+    """Validate a finite 1-d numeric array as float64."""
+    arr = as_numeric(x, name)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
     if arr.shape[0] < min_len:
         raise ValueError(f"{name} needs at least {min_len} values, got {arr.shape[0]}")
-    if float64 or arr.dtype.kind != "f":
-        arr = np.asarray(arr, dtype=np.float64)
-    if finite:
-        check_finite(arr, name)
+    arr = np.asarray(arr, dtype=np.float64)
+    check_finite(arr, name)
     return arr
 
 
 def as_2d(x, name, *, min_len=2):
     """Validate a 2-d numeric float64 design matrix (a 1-d array is one column)."""
-    arr = _numeric(x, name)
+    arr = as_numeric(x, name)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-dimensional (n_samples, n_features), got shape {arr.shape}")
+        raise ValueError(f"{name} must be 2-dimensional (n_samples, n_features), "
+                         f"got shape {arr.shape}")
     if arr.shape[0] < min_len:
         raise ValueError(f"{name} needs at least {min_len} rows, got {arr.shape[0]}")
     if arr.shape[1] < 1:
@@ -86,6 +91,52 @@ def as_2d(x, name, *, min_len=2):
     arr = np.asarray(arr, dtype=np.float64)
     check_finite(arr, name)
     return arr
+
+
+def prediction_columns(arr, name, *, units="n", by_model=False, n_predictors=None):
+    """``arr`` with its predictor axis: shape (units, p), or (K, units, p) with ``by_model``.
+
+    A missing predictor axis is added (p = 1). ``units`` names the units axis in
+    messages; ``n_predictors`` is the p of ``yhat``, which the unlabeled
+    predictions must match.
+    """
+    lead = "K, " if by_model else ""
+    base = 1 + by_model
+    if arr.ndim == base:
+        arr = arr[..., None]
+    if arr.ndim != base + 1:
+        raise ValueError(f"{name} must have shape ({lead}{units},) or ({lead}{units}, p), "
+                         f"got shape {arr.shape}")
+    if arr.shape[-1] < 1:
+        raise ValueError(f"{name} needs at least one predictor (column)")
+    if n_predictors is not None and arr.shape[-1] != n_predictors:
+        raise ValueError(f"{name} holds {arr.shape[-1]} predictor(s) per unit (last axis) but yhat "
+                         f"holds {n_predictors}; expected shape ({lead}{units}, {n_predictors})")
+    return arr
+
+
+def as_predictions(x, name, *, units="n", by_model=False, n_predictors=None, min_len=2):
+    """Validate predictions as a finite float64 array (see :func:`prediction_columns`)."""
+    arr = prediction_columns(as_numeric(x, name), name, units=units, by_model=by_model,
+                             n_predictors=n_predictors)
+    if arr.shape[-2] < min_len:
+        raise ValueError(f"{name} needs predictions for at least {min_len} units, "
+                         f"got {arr.shape[-2]}")
+    arr = np.asarray(arr, dtype=np.float64)
+    check_finite(arr, name)
+    return arr
+
+
+def as_fold_ids(x, name):
+    """Validate a 1-d array of non-negative integer fold ids."""
+    arr = as_numeric(x, name)
+    if arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer fold ids, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-dimensional, got shape {arr.shape}")
+    if arr.size and arr.min() < 0:
+        raise ValueError(f"{name} must hold fold ids 0..K-1, got {arr.min()}")
+    return arr.astype(np.intp, copy=False)
 
 
 def check_same_length(**arrays):

@@ -1,0 +1,166 @@
+"""The methods compared, each a configuration of skftr's public estimator, and the cache.
+
+One result per (corpus, n, method, draw) is computed by :func:`run_cell` and cached on
+disk with ``joblib.Memory``: a rerun only computes the cells not cached yet.
+"""
+import time
+import warnings
+from statistics import median
+
+import numpy as np
+from joblib import Memory
+
+from skftr.rectify import rectified_mean
+
+from . import design
+
+CHEAP = ("classical", "cheap", "embedding_ridge", "tfidf_ridge")
+FINETUNED = ("default", "lora_only", "single_split_variance", "single_split_mse")
+METHODS = CHEAP + FINETUNED
+
+# seconds per fit assumed by --plan before any fit of a method is cached
+# (2 shared CPU cores, one thread, MiniLM)
+DEFAULT_SECONDS = {"classical": 0.01, "cheap": 10.0, "embedding_ridge": 5.0,
+                   "tfidf_ridge": 5.0, "default": 1500.0, "lora_only": 1500.0,
+                   "single_split_variance": 1200.0, "single_split_mse": 1200.0}
+
+REAL = {"subsample": None, "backbone": None, "lora": {}}
+QUICK = {"subsample": 200, "backbone": None,
+         "lora": {"min_steps": 2, "max_steps": 2, "max_epochs": 1, "max_length": 32}}
+
+
+def make_estimator(method, seed, settings, feature_cache=None):
+    """The ``FineTuneRectifyEstimator`` of a method (every method but ``classical``).
+
+    ``default`` is the estimator's defaults: MiniLM + LoRA and both cheap predictors,
+    5-fold cross-fitting, power tuning (Wang, Ye & Zhao 2025; docs/method.md §2). The
+    cheap predictors cache their features in ``feature_cache``, and the LoRA model gets
+    the draw's seed itself, so a draw's folds are the same with and without it.
+    ``single_split_*`` is the paper's method: one LoRA model, ``crossfit=None`` (pilots,
+    scaling law, optimal allocation, §4-§5), plain PPI, variance or MSE loss (§3).
+    """
+    from skftr import FineTuneRectifyEstimator, LoRARegressor, TextRidge
+
+    embedding = TextRidge("embedding", backbone=settings["backbone"], memory=feature_cache)
+    tfidf = TextRidge("tfidf", memory=feature_cache)
+    lora = LoRARegressor(settings["backbone"], random_state=seed, **settings["lora"])
+    single = {"model": lora, "predictors": None, "crossfit": None, "method": "ppi"}
+    params = {
+        "default": {"model": lora, "predictors": [embedding, tfidf]},
+        "lora_only": {"model": lora, "predictors": None},
+        "cheap": {"model": "drop", "predictors": [embedding, tfidf]},
+        "embedding_ridge": {"model": "drop", "predictors": [embedding]},
+        "tfidf_ridge": {"model": "drop", "predictors": [tfidf]},
+        "single_split_variance": {**single, "loss": "variance"},
+        "single_split_mse": {**single, "loss": "mse"},
+    }
+    if method not in params:
+        raise ValueError(f"method must be one of {sorted(params)}, got {method!r}")
+    return FineTuneRectifyEstimator(**params[method], random_state=seed)
+
+
+def estimate(draw, method, settings, feature_cache=None):
+    """Fit one method on one draw; its interval, the fit time and any warnings, as a dict.
+
+    ``classical`` is the labels alone (``skftr.rectify.rectified_mean(method="classical")``,
+    ``Var(Y)/n``): the baseline of every method on the same draw.
+    """
+    y_labeled = draw.y[draw.labeled]
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if method == "classical":
+            m = draw.y.size - draw.labeled.size
+            result = rectified_mean(y_labeled, np.zeros(draw.n), np.zeros(m), method="classical")
+            extra = {"n_rectify": draw.n, "predictors": []}
+        else:
+            est = make_estimator(method, draw.seed, settings, feature_cache)
+            est.fit(list(draw.texts), draw.y)
+            result = est.estimate_
+            extra = {"n_rectify": est.n_rectify_, "predictors": est.predictor_names_}
+    low, high = (float(v) for v in result.ci)
+    return {"corpus": draw.corpus, "n": draw.n, "method": method, "draw": draw.draw,
+            "value": float(result.value), "low": low, "high": high,
+            "stderr": float(result.stderr), "lam": np.atleast_1d(result.lam).tolist(),
+            "n_unlabeled": int(result.n_unlabeled), **extra, "truth": draw.truth,
+            "rows_digest": _digest(draw.labeled), "seconds": time.perf_counter() - start,
+            "warnings": sorted({f"{w.category.__name__}: {str(w.message)[:160]}"
+                                for w in caught})}
+
+
+def _digest(rows):
+    import hashlib
+
+    return hashlib.sha1(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()[:12]
+
+
+def run_cell(corpus, n, method, draw, settings, feature_cache=None):
+    """One (corpus, n, method, draw) result: the function cached by :class:`Runner`."""
+    return estimate(design.make_draw(corpus, n, draw, settings["subsample"]), method,
+                    settings, feature_cache)
+
+
+def grid(corpora, budgets, methods, draws_finetuned, draws_cheap):
+    """Every (corpus, n, method, draw) cell, draw by draw (a partial run leaves whole draws).
+
+    ``classical`` (free) always joins: every method's savings are measured against it.
+    """
+    methods = ["classical"] + [m for m in methods if m != "classical"]
+    wanted = {m: draws_cheap if m in CHEAP else draws_finetuned for m in methods}
+    return [(c, n, m, d) for c in corpora for n in budgets
+            for d in range(max(wanted.values())) for m in methods if d < wanted[m]]
+
+
+class Runner:
+    """Computes cells through a ``joblib.Memory`` cache and plans the remaining ones."""
+
+    def __init__(self, cache_dir, settings, feature_cache=None):
+        self.settings = settings
+        self.feature_cache = feature_cache
+        self._cached = Memory(cache_dir, verbose=0).cache(run_cell, ignore=["feature_cache"])
+
+    def _args(self, cell):
+        return (*cell, self.settings, self.feature_cache)
+
+    def is_cached(self, cell):
+        return self._cached.check_call_in_cache(*self._args(cell))
+
+    def __call__(self, cell):
+        """The cell's result, computed now unless it is cached."""
+        return self._cached(*self._args(cell))
+
+    def cached_results(self, cells):
+        """The results of the cells already cached (nothing is computed)."""
+        return [self(cell) for cell in cells if self.is_cached(cell)]
+
+    def plan(self, cells):
+        """Missing cells per (corpus, n, method) and their estimated cost.
+
+        The seconds per fit are the median of the cached fits of the same (corpus, n,
+        method), else of the same method anywhere in ``cells``, else
+        :data:`DEFAULT_SECONDS`.
+
+        Returns
+        -------
+        list of dict
+            ``corpus``, ``n``, ``method``, ``missing`` draws, ``seconds_per_fit``,
+            ``source`` of that figure, ``seconds`` in all.
+        """
+        done = self.cached_results(cells)
+        rows = {}
+        for corpus, n, method, draw in cells:
+            if not self.is_cached((corpus, n, method, draw)):
+                rows.setdefault((corpus, n, method), 0)
+                rows[(corpus, n, method)] += 1
+        out = []
+        for (corpus, n, method), missing in rows.items():
+            same = [r["seconds"] for r in done if (r["corpus"], r["n"], r["method"])
+                    == (corpus, n, method)]
+            alike = [r["seconds"] for r in done if r["method"] == method]
+            per_fit, source = ((median(same), "measured, same cell") if same else
+                               (median(alike), "measured, same method") if alike else
+                               (DEFAULT_SECONDS[method], "default"))
+            out.append({"corpus": corpus, "n": n, "method": method, "missing": missing,
+                        "seconds_per_fit": per_fit, "source": source,
+                        "seconds": per_fit * missing})
+        return out

@@ -1,0 +1,262 @@
+"""The stages under ``FineTuneRectifyEstimator.fit`` (docs/method.md §2, §4, §5).
+
+* :func:`seed` — give every unseeded random state of a model an int from the estimator's.
+* :func:`crossfit_split` — K folds of the labeled rows, unlabeled rows assigned to folds.
+* :func:`single_split` — the paper's split: fixed, from a ``BudgetSplitter``, or from a
+  scaling law fitted on budget-faithful pilots, then the optimal allocation.
+* :func:`fit_folds` — every predictor fitted on every fold's training rows, predicting
+  that fold's other rows; the result is one :class:`~skftr.predictors.FoldEnsemble`.
+
+Texts arrive validated (an object ndarray of str) and are never checked again here.
+"""
+from dataclasses import dataclass
+from numbers import Real
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.model_selection import KFold
+
+from ._inputs import resolve_size
+from .predictors import FoldEnsemble, TextRidge, _name, _predict
+
+_INT_MAX = np.iinfo(np.int32).max
+
+
+def seed(model, rng):
+    """Set every ``random_state`` parameter of ``model`` that is None to an int from ``rng``.
+
+    As scikit-learn's ensembles seed their members: the estimator's ``random_state``
+    then reaches every model, fold and pilot it fits, unless the model has its own seed.
+    """
+    params = model.get_params(deep=True)
+    for key in sorted(params):
+        if (key == "random_state" or key.endswith("__random_state")) and params[key] is None:
+            model.set_params(**{key: int(rng.randint(_INT_MAX))})
+    return model
+
+
+def make_predictors(est, rng):
+    """Unfitted, seeded clones: the model (``loss`` applied), then ``predictors``."""
+    out = []
+    if est.model != "drop":
+        out.append(_make_model(est))
+    if est.predictors == "auto":
+        if getattr(est, "_text_input", True):
+            from .predictors import default_predictors
+
+            out += default_predictors()
+    elif est.predictors:
+        out += [clone(p) for p in est.predictors]
+    return [seed(p, rng) for p in out]
+
+
+def _make_model(est):
+    if est.model is None:
+        from .lora import LoRARegressor
+
+        model = LoRARegressor()
+    else:
+        model = clone(est.model)
+    params = model.get_params()
+    if "loss" in params and hasattr(model, "initialize_criterion"):
+        model.set_params(loss=est.loss)
+    elif "criterion" in params and hasattr(model, "initialize_criterion"):
+        model.set_params(criterion=est.loss)
+    elif not (isinstance(est.loss, str) and est.loss in ("variance", "mse")):
+        raise ValueError(f"loss={est.loss!r} needs a model that takes a loss "
+                         f"(LoRARegressor); {type(model).__name__} is fitted with its own "
+                         "least-squares objective, for which 'variance' and 'mse' agree")
+    return model
+
+
+@dataclass
+class Split:
+    """Which rows train and which rectify, per fold (positions in the validated X).
+
+    ``train[k]`` fits fold ``k``'s predictors; ``rectify`` are the labeled rows whose
+    labels rectify, ``folds`` their fold ids (all 0 for a single split);
+    ``unlabeled`` the unlabeled rows, ``folds_unlabeled`` the fold whose predictors
+    predict each of them.
+    """
+
+    train: list
+    rectify: np.ndarray
+    folds: np.ndarray
+    unlabeled: np.ndarray
+    folds_unlabeled: np.ndarray
+    allocation: object = None
+    scaling_law: object = None
+    pilot_indices: np.ndarray = None
+
+
+def crossfit_split(labeled, unlabeled, k, rng):
+    """K folds (``KFold(shuffle=True)``) of the labeled rows; the unlabeled rows are
+    assigned to folds in proportion to the fold sizes (one prediction pass each)."""
+    if labeled.size < 2 * k:
+        raise ValueError(f"y has {labeled.size} labeled rows; crossfit={k} needs at least "
+                         f"{2 * k} (two per fold)")
+    folds = np.empty(labeled.size, dtype=int)
+    splitter = KFold(k, shuffle=True, random_state=rng.randint(_INT_MAX))
+    train = []
+    for fold, (tr, val) in enumerate(splitter.split(labeled)):
+        folds[val] = fold
+        train.append(labeled[tr])
+    sizes = np.bincount(folds, minlength=k)
+    return Split(train, labeled, folds, unlabeled, assign_folds(unlabeled.size, sizes, rng))
+
+
+def assign_folds(m, sizes, rng):
+    """Fold ids for ``m`` unlabeled rows, ``m * n_k / n`` of them (largest remainder) per fold."""
+    quota = m * sizes / sizes.sum()
+    counts = np.floor(quota).astype(int)
+    counts[np.argsort(counts - quota)[: m - counts.sum()]] += 1
+    return rng.permutation(np.repeat(np.arange(sizes.size), counts))
+
+
+def single_split(est, X, y, labeled, unlabeled, model, rng):
+    """The paper's single split of the labeled rows into fine-tuning and rectification.
+
+    ``est.n_finetune``: an int (count) or float (share); a ``BudgetSplitter`` (its first
+    split: train-fold labeled rows fine-tune, the test fold rectifies); or ``"auto"``:
+    the scaling law ``est.scaling_law`` or one fitted on budget-faithful pilots (Wang,
+    Ye & Zhao 2025; docs/method.md §4), then :func:`skftr.optimal_allocation` (§5). The
+    pilot pool is part of the fine-tuning rows: no rectification row touched a pilot.
+    """
+    n, nf = labeled.size, est.n_finetune
+    none = np.zeros(unlabeled.size, dtype=int)
+    if not isinstance(nf, (str, Real)):  # a BudgetSplitter
+        train, test = next(iter(nf.split(X.tolist() if X.dtype == object else X, y)))
+        finetune, rectify = np.intersect1d(train, labeled), np.unique(test)
+        if not np.isfinite(y[rectify]).all():
+            raise ValueError("the BudgetSplitter given as n_finetune put unlabeled rows in its "
+                             "test (rectification) fold")
+        _check_split(est, finetune.size, rectify.size, n)
+        return Split([finetune], rectify, np.zeros(rectify.size, int), unlabeled, none)
+    if nf != "auto":
+        k = resolve_size(nf, n, "n_finetune")
+        _check_split(est, k, n - k, n)
+        order = rng.permutation(labeled)
+        return Split([np.sort(order[:k])], np.sort(order[k:]), np.zeros(n - k, int),
+                     unlabeled, none)
+    law, pool = _scaling_law(est, X, y, labeled, model, rng)
+    from .allocation import optimal_allocation
+
+    m = unlabeled.size
+    var_f = getattr(law, "prediction_variance_", None)
+    if var_f is None and m:
+        var_f = float(np.var(y[labeled], ddof=1))  # Var(f) <~ Var(Y): conservative
+    allocation = optimal_allocation(n, law, n_unlabeled=m or None, var_f=var_f if m else None,
+                                    min_rectify=est.min_rectify, n_pilot=pool.size,
+                                    alpha=est.alpha)
+    rest = rng.permutation(np.setdiff1d(labeled, pool))
+    extra = allocation.n_finetune - pool.size
+    finetune, rectify = np.sort(np.concatenate([pool, rest[:extra]])), np.sort(rest[extra:])
+    return Split([finetune], rectify, np.zeros(rectify.size, int), unlabeled, none,
+                 allocation, law, pool)
+
+
+def _scaling_law(est, X, y, labeled, model, rng):
+    """The given law, or one fitted on a pilot pool drawn from the labeled rows."""
+    if est.scaling_law is not None:
+        return est.scaling_law, np.empty(0, dtype=int)
+    from .scaling import ScalingLaw
+
+    n = labeled.size
+    if est.pilot_sizes is None:
+        low, high = max(5.0, n / 16), n / 4
+        if high < 2 * low:
+            raise ValueError(f"y has {n} labeled rows, too few for pilots at 3 distinct sizes "
+                             "(about n/16, n/8, n/4, at least 5); give n_finetune as an int or "
+                             "fraction, or a scaling_law")
+        sizes = np.unique(np.round(np.geomspace(low, high, 3)).astype(int))
+    else:
+        sizes = np.unique(np.asarray(est.pilot_sizes, dtype=int))
+    holdout = max(2, int(sizes[-1]) // 2)
+    n_pool = int(sizes[-1]) + holdout
+    if n < n_pool + est.min_rectify:
+        raise ValueError(f"y has {n} labeled rows; n_finetune='auto' with a pilot pool of "
+                         f"{n_pool} rows and min_rectify={est.min_rectify} needs at least "
+                         f"{n_pool + est.min_rectify}")
+    pool = np.sort(rng.choice(labeled, size=n_pool, replace=False))
+    law = ScalingLaw.from_pilots(model, X[pool].tolist() if X.dtype == object else X[pool],
+                                 y[pool], sizes, n_repeats=est.pilot_repeats, holdout=holdout,
+                                 n_jobs=est.n_jobs, random_state=rng.randint(_INT_MAX))
+    return law, pool
+
+
+def _check_split(est, k, n_r, n):
+    if k < 1:
+        raise ValueError(f"n_finetune={est.n_finetune!r} gives {k} fine-tuning rows out of "
+                         f"{n} labeled rows; at least 1 is needed")
+    if n_r < est.min_rectify:
+        raise ValueError(f"n_finetune={est.n_finetune!r} leaves {n_r} of the {n} labeled rows "
+                         f"to rectify, fewer than min_rectify={est.min_rectify}; in a grid "
+                         "search lower n_finetune or the splitter's test_size")
+
+
+def fit_folds(predictors, X, y, scores, split, *, text_input, score_names=(), n_jobs=None,
+              verbose=0):
+    """Fit every predictor on every fold; predict each fold's rectification and unlabeled rows.
+
+    :class:`~skftr.predictors.TextRidge` features carry no label, so they are computed
+    once for every row and only the ridge is refitted per fold; the other predictors
+    (the fine-tuned model) are cloned and fitted per fold, in parallel with joblib
+    (``n_jobs``; a Dask or Ray joblib backend scales them out). ``verbose`` shows one
+    progress bar over all the fits.
+
+    Returns
+    -------
+    ensemble : FoldEnsemble
+    f_rectify : ndarray (n_rectify, p)
+        Out-of-fold predictions of the rectification rows.
+    f_unlabeled : ndarray (m, p)
+        Predictions of the unlabeled rows by their assigned fold.
+    """
+    k = len(split.train)
+    targets = [np.concatenate([split.rectify[split.folds == f],
+                               split.unlabeled[split.folds_unlabeled == f]]) for f in range(k)]
+    members = [[None] * len(predictors) for _ in range(k)]
+    preds = [np.empty((t.size, len(predictors))) for t in targets]
+    heavy = [j for j, p in enumerate(predictors) if not isinstance(p, TextRidge)]
+    tasks = [(f, j) for j in heavy for f in range(k)]
+    bar = _progress(verbose, len(tasks) + len(predictors) - len(heavy))
+    tick = lambda label: (bar.set_postfix_str(label), bar.update(1))  # noqa: E731
+    results = Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(_fit_predict)(predictors[j], X[split.train[f]], y[split.train[f]],
+                              X[targets[f]], text_input) for f, j in tasks)
+    for (f, j), (fitted, pred) in zip(tasks, results):
+        members[f][j], preds[f][:, j] = fitted, pred
+        tick(f"fold {f + 1}/{k}: {_name(predictors[j])}")
+    for j, predictor in enumerate(predictors):
+        if j in heavy:
+            continue
+        features, Z = predictor.featurize(X.tolist())
+        for f in range(k):
+            fitted = clone(predictor).fit_features(features, Z[split.train[f]], y[split.train[f]])
+            members[f][j], preds[f][:, j] = fitted, fitted.predict_features(Z[targets[f]])
+        tick(f"{_name(predictor)} on {k} fold(s)")
+    bar.close()
+
+    p = len(predictors) + (0 if scores is None else scores.shape[1])
+    f_rect, f_unl = np.empty((split.rectify.size, p)), np.empty((split.unlabeled.size, p))
+    for f in range(k):
+        n_r = int(np.sum(split.folds == f))
+        cols = preds[f] if scores is None else np.column_stack([preds[f], scores[targets[f]]])
+        f_rect[split.folds == f], f_unl[split.folds_unlabeled == f] = cols[:n_r], cols[n_r:]
+    weights = np.bincount(split.folds, minlength=k) / split.folds.size
+    names = [_name(p) for p in predictors] + list(score_names)
+    ensemble = FoldEnsemble(members, weights, names, 0 if scores is None else scores.shape[1],
+                            text_input)
+    return ensemble, f_rect, f_unl
+
+
+def _progress(verbose, total):
+    """One tqdm bar over the fits (disabled at ``verbose=0``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="skftr fit", unit="fit", disable=not verbose, leave=False)
+
+
+def _fit_predict(model, X_train, y_train, X_predict, text_input):
+    fitted = clone(model).fit(X_train.tolist() if text_input else X_train, y_train)
+    return fitted, _predict(fitted, X_predict, text_input)

@@ -1,0 +1,686 @@
+"""The ``skftr`` command line: ``sample``, ``estimate`` and ``plan`` on the user's own files.
+
+The workflow: ``skftr plan`` on a pilot (how many labels?), ``skftr sample`` (which rows to
+label), the rows get labeled, ``skftr estimate`` (the estimate, its interval, a report).
+Every input problem ends the command with one line ``skftr: error: ...`` and exit status
+2; every output appears whole or not at all (:func:`skftr._atomic.atomic_path`).
+"""
+import argparse
+import ast
+import json
+import operator
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._atomic import atomic_path
+from .io import EXTENSIONS, read_table, write_table
+
+__all__ = ["domain_estimates", "draw_sample", "main", "plan_labels",
+           "stratified_estimate"]
+
+ROW_ID = "row_id"
+SIDECAR = ".skftr.json"
+# estimate_by's minimum for a group's own interval (labeled, unlabeled rows); checked
+# before the fit so that a long fit does not end on a group that cannot be estimated
+GROUP_MIN = (3, 2)
+_SHARE_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+
+
+# ---------------------------------------------------------------------- the draw
+def draw_sample(n_rows, budget, strata=None, seed=None):
+    """The rows to label: simple random, or stratified with proportional allocation.
+
+    Stratified: ``n_h`` proportional to the stratum size ``N_h``, rounded by largest
+    remainder, each stratum at least 3 labels (the fewest that give a stratum its own
+    interval); strata whose share falls below 3 get exactly 3 and the rest of the budget
+    is shared proportionally among the others. Every stratum must keep at least 2 rows
+    unlabeled (so it has at least 5). Rows are drawn without replacement within each
+    stratum, so the inclusion probability of a row of stratum ``h`` is ``n_h / N_h``.
+
+    Parameters
+    ----------
+    n_rows : int
+    budget : int
+        Number of rows to draw, at most ``n_rows``.
+    strata : array-like of shape (n_rows,), default=None
+        Stratum of each row; None for a simple random sample.
+    seed : int, default=None
+        Seeds ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    rows : ndarray of int
+        Sorted 0-based positions of the drawn rows.
+    strata : list of dict
+        ``value``, ``N``, ``n`` and ``inclusion_probability`` per stratum (one entry with
+        value None for a simple random sample).
+    """
+    from ._stages import assign_folds
+
+    if not 1 <= budget <= n_rows:
+        raise ValueError(f"--budget {budget} must be between 1 and the {n_rows} rows of DATA")
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        rows = np.sort(rng.choice(n_rows, size=budget, replace=False))
+        return rows, [_stratum(None, n_rows, budget)]
+    keys = np.array([str(v) for v in strata], dtype=object)
+    values, first, codes = np.unique(keys, return_index=True, return_inverse=True)
+    sizes = np.bincount(codes)
+    minimum, spare = GROUP_MIN
+    low = sizes < minimum + spare
+    if low.any():
+        raise ValueError(f"stratum {values[low][0]!r} has {sizes[low][0]} rows; every stratum "
+                         f"needs at least {minimum + spare} ({minimum} to label, {spare} left "
+                         "unlabeled)")
+    if budget < minimum * values.size:
+        raise ValueError(f"--budget {budget} is too small for {values.size} strata: at least "
+                         f"{minimum} labels per stratum, {minimum * values.size} in all")
+    fixed = np.zeros(values.size, dtype=bool)
+    while True:  # fix the strata whose proportional share is below the minimum
+        rest = budget - minimum * fixed.sum()
+        share = rest * sizes / sizes[~fixed].sum()
+        below = ~fixed & (share < minimum)
+        if not below.any():
+            break
+        fixed |= below
+    alloc = np.full(values.size, minimum)
+    # the largest-remainder rule that also shares unlabeled rows among folds
+    alloc[~fixed] = np.bincount(assign_folds(rest, sizes[~fixed], rng), minlength=(~fixed).sum())
+    full = alloc > sizes - spare
+    if full.any():
+        raise ValueError(f"--budget {budget} leaves fewer than {spare} unlabeled rows in "
+                         f"stratum {values[full][0]!r} ({sizes[full][0]} rows, "
+                         f"{alloc[full][0]} to label); lower the budget")
+    rows = np.sort(np.concatenate([rng.choice(np.flatnonzero(codes == h), size=alloc[h],
+                                              replace=False) for h in range(values.size)]))
+    original = np.asarray(strata, dtype=object)[first]
+    return rows, [_stratum(_plain(v), int(N), int(n)) for v, N, n in zip(original, sizes, alloc)]
+
+
+def _stratum(value, size, n):
+    return {"value": value, "N": size, "n": n, "inclusion_probability": n / size}
+
+
+def _plain(value):
+    """A NumPy scalar as the Python value JSON can hold."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _sidecar(path):
+    return Path(str(path) + SIDECAR)
+
+
+def cmd_sample(args):
+    if Path(args.output).resolve() == Path(args.data).resolve():
+        raise ValueError(f"-o {args.output} is DATA itself; write the sample to another file")
+    data = read_table(args.data)
+    texts = data.texts(args.text_column)
+    ids = data.ids(args.id_column)
+    id_name = args.id_column or ROW_ID
+    taken = {id_name, args.text_column, args.strata} - {None}
+    if args.label_column in taken:
+        raise ValueError(f"--label-column {args.label_column!r} is already a column of the "
+                         "output; choose another name")
+    strata = data.values(args.strata) if args.strata else None
+    seed = int(np.random.SeedSequence().entropy % 2**63) if args.seed is None else args.seed
+    rows, design = draw_sample(len(data), args.budget, strata, seed)
+
+    import pandas as pd
+
+    columns = {id_name: data.frame[args.id_column].to_numpy()[rows] if args.id_column
+               else rows, args.text_column: np.asarray(texts, dtype=object)[rows]}
+    if args.strata:
+        columns[args.strata] = strata[rows]
+    columns[args.label_column] = np.full(rows.size, np.nan)
+    record = {
+        "format": "skftr.sample", "format_version": 1,
+        "data": {"file": data.name, "rows": len(data), "sha256": data.sha256},
+        "id_column": args.id_column, "text_column": args.text_column,
+        "label_column": args.label_column, "seed": seed, "budget": args.budget,
+        "design": "stratified" if args.strata else "srs", "strata_column": args.strata,
+        "strata": design, "ids": [str(i) for i in ids[rows]],
+    }
+    with atomic_path(_sidecar(args.output)) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        write_table(pd.DataFrame(columns), args.output)
+    how = (f"stratified by {args.strata!r} ({len(design)} strata, proportional)"
+           if args.strata else "simple random")
+    print(f"drew {rows.size} of {len(data)} rows ({how}, seed {seed}) -> {args.output}; "
+          f"the draw is recorded in {_sidecar(args.output)}")
+    return 0
+
+
+# ---------------------------------------------------------------------- labels in
+def load_labels(data, label_column, labels=None, id_column=None):
+    """The labels of DATA (NaN = unlabeled) and the draw's record, if any.
+
+    Without ``labels`` they are DATA's ``label_column``. With ``labels`` (a labeled
+    ``skftr sample`` output) they are merged into DATA by row id; the sidecar beside it,
+    when present, must describe this DATA (row count and sha256) and have drawn every
+    labeled id.
+    """
+    if labels is None:
+        return data.numbers(label_column), None
+    table, record = read_table(labels), None
+    if _sidecar(labels).is_file():
+        record = json.loads(_sidecar(labels).read_text())
+        if id_column is not None and id_column != record["id_column"]:
+            raise ValueError(f"--id-column {id_column!r} differs from the draw's id column "
+                             f"{record['id_column']!r} (recorded in {_sidecar(labels).name})")
+        id_column = record["id_column"]
+        drawn = record["data"]
+        if (drawn["rows"], drawn["sha256"]) != (len(data), data.sha256):
+            raise ValueError(f"{table.name} was drawn from {drawn['file']} ({drawn['rows']} "
+                             f"rows, sha256 {drawn['sha256'][:12]}...), not from {data.name} "
+                             f"({len(data)} rows, sha256 {data.sha256[:12]}...); "
+                             "give the DATA file the sample was drawn from")
+    if label_column in data.frame.columns and np.isfinite(data.numbers(label_column)).any():
+        raise ValueError(f"{data.name} has labels in column {label_column!r} and --labels "
+                         f"gives them too; use one source of labels")
+    id_name = id_column or ROW_ID
+    table.require(id_name, label_column)
+    position = {key: i for i, key in enumerate(data.ids(id_column))}
+    label_ids = table.ids(id_name)
+    unknown = [key for key in label_ids if key not in position]
+    if unknown:
+        where = "0-based row positions" if id_column is None else f"column {id_column!r}"
+        raise ValueError(f"{table.name}: {len(unknown)} id(s) in column {id_name!r} are not "
+                         f"rows of {data.name} ({where}): {', '.join(unknown[:5])}")
+    values = table.numbers(label_column)
+    if record is not None:
+        undrawn = sorted(set(label_ids[np.isfinite(values)]) - set(record["ids"]), key=str)
+        if undrawn:
+            raise ValueError(f"{table.name}: labeled id(s) {', '.join(undrawn[:5])} were not "
+                             f"drawn by the sample recorded in {_sidecar(labels).name}")
+    y = np.full(len(data), np.nan)
+    y[[position[key] for key in label_ids]] = values
+    return y, record
+
+
+def parse_estimand(text):
+    """``mean``, ``quantile:Q`` or ``share:OPX`` (OP one of >=, >, <=, <) as a dict."""
+    kind, _, arg = text.partition(":")
+    try:
+        if kind == "mean" and not arg:
+            return {"kind": "mean"}
+        if kind == "quantile":
+            q = float(arg)
+            if 0 < q < 1:
+                return {"kind": "quantile", "q": q}
+        if kind == "share":
+            op = max((o for o in _SHARE_OPS if arg.startswith(o)), key=len)
+            return {"kind": "share", "op": op, "threshold": float(arg[len(op):])}
+    except ValueError:
+        pass
+    raise ValueError(f"--estimand {text!r} is not one of: mean, quantile:Q with 0 < Q < 1, "
+                     "share:>=X (or >, <=, <)")
+
+
+def _describe(estimand, label):
+    if estimand["kind"] == "quantile":
+        return f"{estimand['q']:g}-quantile of {label!r}"
+    if estimand["kind"] == "share":
+        return f"share of {label!r} {estimand['op']} {estimand['threshold']:g}"
+    return f"mean of {label!r}"
+
+
+# ---------------------------------------------------------------------- the fit
+def _model_param(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value
+
+
+def make_estimator(args, estimand="mean", q=0.5, verbose=0):
+    """``FineTuneRectifyEstimator`` with its defaults, the command's options applied.
+
+    ``--backbone`` (a known name, :func:`skftr.backbones.available`, or a model directory)
+    sets the backbone of the fine-tuned model and of the frozen embeddings; ``--model-param key=value`` goes to ``set_params``
+    (``model__min_steps=50``, ``crossfit=3``, ``model=drop``, ...).
+    """
+    from .estimator import FineTuneRectifyEstimator
+    from .lora import LoRARegressor
+    from .predictors import default_predictors
+
+    predictors = "auto"
+    if args.backbone is not None:
+        predictors = [p.set_params(backbone=args.backbone) for p in default_predictors()]
+    est = FineTuneRectifyEstimator(
+        LoRARegressor(backbone=args.backbone), predictors=predictors,
+        estimand=estimand, q=q, alpha=args.alpha, text_column=args.text_column,
+        score_columns=list(args.score_column) or None, random_state=args.seed,
+        verbose=verbose)
+    if args.folds is not None:
+        est.set_params(crossfit=args.folds)
+    return est.set_params(**dict(args.model_param))
+
+
+def _fit(args, data, y, estimand="mean", q=0.5):
+    """Fit the default estimator on DATA's texts (and score columns) and labels ``y``."""
+    import pandas as pd
+
+    X = pd.DataFrame({args.text_column: data.texts(args.text_column),
+                      **{c: data.numbers(c, missing="error") for c in args.score_column}})
+    verbose = int(sys.stderr.isatty() and not args.quiet)
+    return make_estimator(args, estimand, q, verbose).fit(X, y)
+
+
+# ---------------------------------------------------------------------- estimates
+def stratified_estimate(estimates, weights):
+    """Combine stratum estimates: ``sum_h W_h theta_h``, ``se^2 = sum_h W_h^2 se_h^2``.
+
+    The stratified estimator of a mean (Cochran 1977, §5.3), applied to the rectified
+    and to the classical estimates alike; ``W_h = N_h / N``. The interval is the normal
+    one; ``lam`` is the ``W_h``-weighted average of the strata's weights (each stratum
+    keeps its own).
+
+    Parameters
+    ----------
+    estimates : list of RectifiedEstimate
+    weights : array-like of shape (H,), summing to 1
+
+    Returns
+    -------
+    RectifiedEstimate
+    """
+    from .rectify import RectifiedEstimate
+    from .rectify._stats import wald_ci
+
+    if len(estimates) == 1:
+        return estimates[0]
+    w = np.asarray(weights, dtype=float)
+    value = w @ [e.value for e in estimates]
+    stderr = np.sqrt(w**2 @ [e.stderr**2 for e in estimates])
+    # the classical estimate is the midpoint of its (normal) interval
+    classical_value = w @ [np.mean(e.classical_ci) for e in estimates]
+    classical_stderr = np.sqrt(w**2 @ [e.classical_stderr**2 for e in estimates])
+    alpha, first = estimates[0].alpha, estimates[0]
+    return RectifiedEstimate(
+        value, stderr, wald_ci(value, stderr, alpha), alpha, f"stratified {first.method}",
+        sum(e.n_labeled for e in estimates), sum(e.n_unlabeled for e in estimates),
+        np.average([np.atleast_1d(e.lam) for e in estimates], axis=0, weights=w),
+        classical_stderr=classical_stderr,
+        classical_ci=wald_ci(classical_value, classical_stderr, alpha),
+        n_predictors=first.n_predictors, n_folds=first.n_folds)
+
+
+def domain_estimates(est, domains, strata=None):
+    """One estimate per domain (group) of the rows, from the fitted estimator.
+
+    Without strata: ``est.estimate_by(domains)``. Under a stratified draw each domain
+    ``d`` is the stratified combination of its cells, ``sum_h (N_dh / N_d) theta_dh``
+    (:func:`stratified_estimate`), each cell rectified on its own.
+
+    Returns
+    -------
+    estimates : dict
+        domain -> RectifiedEstimate
+    cells : dict
+        domain -> {stratum: RectifiedEstimate} (empty without strata)
+    """
+    import pandas as pd
+
+    domains = np.asarray(domains, dtype=object)
+    if strata is None:
+        return est.estimate_by(domains), {}
+    codes, keys = pd.MultiIndex.from_arrays([domains, np.asarray(strata, dtype=object)]) \
+        .factorize()
+    by_cell = est.estimate_by(codes)
+    sizes = np.bincount(codes, minlength=len(keys))
+    out, cells = {}, {}
+    for d in dict.fromkeys(domains):
+        mine = [c for c, key in enumerate(keys) if key[0] == d]
+        cells[d] = {keys[c][1]: by_cell[c] for c in mine}
+        out[d] = stratified_estimate([by_cell[c] for c in mine],
+                                     sizes[mine] / sizes[mine].sum())
+    return out, cells
+
+
+def _check_cells(keys, labeled, what):
+    """Every group (or group and stratum) has enough rows for its own interval."""
+    keys = [tuple(k) if isinstance(k, tuple) else (k,) for k in keys]
+    counts = {}
+    for key, lab in zip(keys, labeled):
+        counts.setdefault(key, [0, 0])[0 if lab else 1] += 1
+    for key, (n, m) in counts.items():
+        if n < GROUP_MIN[0] or m < GROUP_MIN[1]:
+            name = ", ".join(f"{w} {k!r}" for w, k in zip(what, key))
+            raise ValueError(f"{name} has {n} labeled and {m} unlabeled rows; its own interval "
+                             f"needs at least {GROUP_MIN[0]} labeled and {GROUP_MIN[1]} unlabeled")
+
+
+def _strata_of(data, record):
+    """DATA's strata column under a stratified draw, checked against the record."""
+    if record is None or record["design"] != "stratified":
+        return None
+    strata = data.values(record["strata_column"])
+    keys, counts = np.unique([str(v) for v in strata], return_counts=True)
+    found = dict(zip(keys, counts.tolist()))
+    if found != {str(s["value"]): s["N"] for s in record["strata"]}:
+        raise ValueError(f"{data.name}: the strata in column {record['strata_column']!r} "
+                         "differ from those of the recorded draw")
+    return np.array([str(v) for v in strata], dtype=object)
+
+
+def cmd_estimate(args):
+    from .report import estimate_figure, estimate_table, fit_summary, write_json
+
+    estimand = parse_estimand(args.estimand)
+    data = read_table(args.data)
+    data.texts(args.text_column)
+    y, record = load_labels(data, args.label_column, args.labels, args.id_column)
+    strata = _strata_of(data, record)
+    if strata is not None and estimand["kind"] == "quantile":
+        raise ValueError("--estimand quantile with a stratified draw: a quantile of the "
+                         "population is not a weighted sum of stratum quantiles; use mean or "
+                         "share, or draw a simple random sample")
+    if estimand["kind"] == "share":
+        op = _SHARE_OPS[estimand["op"]]
+        y = np.where(np.isnan(y), np.nan, op(y, estimand["threshold"]).astype(float))
+    groups = data.values(args.by) if args.by else None
+    labeled = np.isfinite(y)
+    if strata is not None:
+        _check_cells(strata, labeled, ["stratum"])
+    if groups is not None:
+        _check_cells(groups if strata is None else list(zip(groups, strata)), labeled,
+                     [f"group ({args.by})", "stratum"])
+
+    est = _fit(args, data, y, "quantile" if estimand["kind"] == "quantile" else "mean",
+               estimand.get("q", 0.5))
+    overall, cells = est.estimate_, {}
+    if strata is not None:
+        found, cells = domain_estimates(est, np.full(len(data), "overall", dtype=object), strata)
+        overall, cells = found["overall"], cells["overall"]
+    rows = [("overall", overall)]
+    by = {}
+    if groups is not None:
+        by, _ = domain_estimates(est, groups, strata)
+        rows += [(f"{args.by} = {g}", by[g]) for g in sorted(by, key=str)]
+
+    label = _describe(estimand, args.label_column)
+    print(f"skftr estimate: {label}" + (", stratified draw" if strata is not None else ""))
+    print(estimate_table(rows))
+    print(fit_summary(est))
+    if args.output is None:
+        return 0
+    result = {
+        "command": ["skftr"] + (sys.argv[1:] if args.argv is None else args.argv),
+        "data": {"file": str(data.path), "rows": len(data), "sha256": data.sha256},
+        "labels": None if args.labels is None else str(args.labels),
+        "estimand": dict(estimand, label_column=args.label_column, description=label),
+        "settings": {k: getattr(args, k) for k in ("text_column", "score_column", "by",
+                                                    "backbone", "folds", "seed", "alpha")}
+        | {"model_param": dict(args.model_param)},
+        "design": None if record is None else {k: v for k, v in record.items() if k != "ids"},
+        "fit": {"method": est.estimate_.method, "n_folds": est.n_folds_,
+                "predictors": est.predictor_names_, "lam": est.lam_,
+                "n_labeled": est.n_rectify_, "n_unlabeled": est.n_unlabeled_,
+                "fit_time_s": est.fit_time_},
+        "overall": overall.to_dict(),
+        "strata": {str(h): e.to_dict() for h, e in cells.items()},
+        "groups": {str(g): e.to_dict() for g, e in by.items()},
+    }
+    y_rect = y[est.labeled_indices_]
+    with atomic_path(args.output, directory=True) as tmp:
+        write_json(tmp / "estimate.json", result)
+        estimate_figure(tmp / "estimate.png", rows, y_rect, est.labeled_predictions_,
+                        label)
+        est.save(tmp / "model")
+    print(f"report written to {args.output}/ (estimate.json, estimate.png, model/)")
+    return 0
+
+
+# ---------------------------------------------------------------------- plan
+def _width(n, var, var_f, n_rows, z):
+    """Expected interval width ``2 z sqrt(var / n + var_f / (n_rows - n))`` at budget ``n``
+    (docs/method.md §2.1; the unlabeled rows are the ``n_rows - n`` left)."""
+    return 2 * z * np.sqrt(var / n + var_f / (n_rows - n))
+
+
+def _needed(var, var_f, n_rows, width, z):
+    """The smallest budget ``n`` with ``_width(n, ...) <= width`` (inf if none).
+
+    ``var_f = 0`` (classical): ``n = var / a`` with ``a = (width / 2z)^2``. Otherwise the
+    smaller root of ``a n^2 - (a N + var - var_f) n + var N = 0``, the budgets where the
+    two terms of the width add up to ``a``.
+    """
+    a = (width / (2 * z)) ** 2
+    b = a * n_rows + var - var_f
+    disc = b**2 - 4 * a * var * n_rows
+    root = (b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
+    n = np.where(var_f > 0, np.where(disc >= 0, root, np.inf), var / a)
+    return np.ceil(n)
+
+
+def plan_labels(y, predictions, stderr, n_rows, width, *, alpha=0.05, n_boot=2000,
+                random_state=None):
+    """Labels needed for a ``1 - alpha`` interval of the mean of width ``width``.
+
+    Classical: ``n = (2 z sd(Y) / W)^2``. skftr: the pilot fit's variance is
+    ``stderr^2 = s_r^2 / n_p + Var(f) / m`` (docs/method.md §2.1; ``m = N - n_p``
+    unlabeled rows, ``Var(f)`` the variance of the out-of-fold predictions), so
+    ``s_r^2 = n_p (stderr^2 - Var(f) / m)``, and the budget ``n`` solves
+    ``s_r^2 / n + Var(f) / (N - n) = (W / 2z)^2``: the classical number divided by the
+    variance ratio ``Var(Y) / s_r^2``, with the unlabeled term kept, and never above the
+    classical number (power tuning falls back to the labels alone, docs/method.md §2.2;
+    the same bound caps the expected width at the classical one). The range of each
+    number is a percentile bootstrap over the pilot's labeled rows of ``Var(Y)``, of the
+    residual variance (which rescales ``s_r^2``) and of ``Var(f)``; the models are not
+    refitted, so the range leaves out their own variability.
+
+    The skftr number is conservative when more labels also train better models (the
+    scaling law, Wang, Ye & Zhao 2025, §4; docs/method.md §4): the pilot's models saw
+    only the pilot's labels.
+
+    Parameters
+    ----------
+    y, predictions : ndarray of shape (n_p,)
+        The pilot's rectification labels and their out-of-fold predictions on the label
+        scale (the fit's ``labeled_predictions_``).
+    stderr : float
+        Standard error of the pilot fit's estimate.
+    n_rows : int
+        ``N``: the rows of the pilot file, labeled or not.
+    width : float
+    alpha : float, default=0.05
+    n_boot : int, default=2000
+    random_state : int or None
+
+    Returns
+    -------
+    dict
+        ``classical`` and ``skftr``: ``labels`` and its ``range``;
+        the variances used; ``curve``: expected widths against the budget.
+    """
+    from scipy.stats import norm
+
+    if not width > 0:
+        raise ValueError(f"--width must be positive, got {width}")
+    y, f = np.asarray(y, dtype=float), np.asarray(predictions, dtype=float)
+    z, n_p = norm.ppf(1 - alpha / 2), y.size
+    m = n_rows - n_p
+    var_y, var_f, resid = np.var(y, ddof=1), np.var(f, ddof=1), y - f
+    if stderr**2 <= var_f / m:
+        raise ValueError(f"the pilot fit's variance {stderr**2:.3g} is no larger than its "
+                         f"unlabeled term Var(f)/m = {var_f / m:.3g}: with m = {m} unlabeled "
+                         "rows the pilot cannot tell the labeled term apart; add unlabeled texts")
+    resid_var = n_p * (stderr**2 - var_f / m)
+    rows = np.random.default_rng(random_state).integers(n_p, size=(n_boot, n_p))
+    point = (var_y, resid_var, var_f)
+    boot = (np.var(y[rows], axis=1, ddof=1),
+            resid_var * np.var(resid[rows], axis=1, ddof=1) / np.var(resid, ddof=1),
+            np.var(f[rows], axis=1, ddof=1))
+
+    def needed(v_y, v_r, v_f):  # power tuning never does worse than the labels alone
+        classical = _needed(v_y, 0.0, n_rows, width, z)
+        return classical, np.minimum(_needed(v_r, v_f, n_rows, width, z), classical)
+
+    def widths(n, v_y, v_r, v_f):
+        classical = _width(n, v_y, 0.0, n_rows, z)
+        return classical, np.minimum(_width(n, v_r, v_f, n_rows, z), classical)
+
+    tails = [100 * alpha / 2, 100 * (1 - alpha / 2)]
+    out = {"alpha": alpha, "width": width, "n_pilot": n_p, "n_rows": n_rows, "var_y": var_y,
+           "resid_var": resid_var, "var_f": var_f, "variance_ratio": var_y / resid_var,
+           "n_boot": n_boot}
+    for key, n, n_boot_ in zip(("classical", "skftr"), needed(*point), needed(*boot)):
+        out[key] = {"labels": int(n), "range": np.percentile(n_boot_, tails).round().tolist()}
+    top = min(3 * max(out["classical"]["range"][1], n_p), n_rows - 1)
+    budget = np.unique(np.linspace(max(2, out["skftr"]["range"][0] / 3), top, 80).round())
+    out["curve"] = {"budget": budget.astype(int).tolist()}
+    bands = widths(budget, *(b[:, None] for b in boot))
+    for key, curve, band in zip(("classical", "skftr"), widths(budget, *point), bands):
+        low, high = np.percentile(band, tails, axis=0)
+        out["curve"][key] = {"width": curve.tolist(), "low": low.tolist(), "high": high.tolist()}
+    return out
+
+
+def cmd_plan(args):
+    from .report import plan_figure, plan_table, write_json
+
+    data = read_table(args.pilot)
+    data.texts(args.text_column)
+    y = data.numbers(args.label_column)
+    est = _fit(args, data, y)
+    y_rect = y[est.labeled_indices_]
+    plan = plan_labels(y_rect, est.labeled_predictions_, est.estimate_.stderr,
+                       len(data), args.width, alpha=args.alpha, random_state=args.seed)
+    level = f"{100 * (1 - args.alpha):.4g}%"
+    note = ("The skftr number is conservative when more labels also train better models "
+            "(the scaling law, Wang, Ye & Zhao 2025, §4): the pilot's models were trained on "
+            "the pilot's labels only, fewer than the planned budget will give them.")
+    print(f"skftr plan: labels for a {level} interval of width {args.width:g} on the mean "
+          f"of {args.label_column!r}")
+    print(f"pilot: {plan['n_pilot']} labeled of {plan['n_rows']} rows; "
+          f"sd = {np.sqrt(plan['var_y']):.4g}; variance ratio of the default fit "
+          f"{plan['variance_ratio']:.3g}")
+    print(plan_table(plan))
+    print(note)
+    if args.output is not None:
+        plan.update(note=note, label_column=args.label_column,
+                    pilot={"file": str(data.path), "rows": len(data),
+                           "sha256": data.sha256},
+                    fit={"method": est.estimate_.method, "n_folds": est.n_folds_,
+                         "predictors": est.predictor_names_, "lam": est.lam_,
+                         "stderr": est.estimate_.stderr, "fit_time_s": est.fit_time_})
+        with atomic_path(args.output, directory=True) as tmp:
+            write_json(tmp / "plan.json", plan)
+            plan_figure(tmp / "plan.png", plan)
+        print(f"plan written to {args.output}/ (plan.json, plan.png)")
+    return 0
+
+
+# ---------------------------------------------------------------------- the parser
+def build_parser():
+    """The ``skftr`` argument parser with its three sub-commands."""
+    from .backbones import available
+
+    formats = ", ".join(EXTENSIONS)
+    parser = argparse.ArgumentParser(
+        prog="skftr", description="Valid estimates of human labels from many texts and a few "
+        "labels: fine-tuning then rectification (Wang, Ye & Zhao 2025). Workflow: plan -> "
+        "sample -> label -> estimate.",
+        epilog=f"Files: {formats} (by extension). Rows are counted from 0.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(p, label=True):
+        p.add_argument("--text-column", required=True, metavar="T", help="column of texts")
+        if label:
+            p.add_argument("--label-column", required=True, metavar="L",
+                           help="column of numeric labels; an empty cell is an unlabeled row")
+
+    def fitting(p):
+        p.add_argument("--score-column", action="append", default=[], metavar="C",
+                       help="numeric column of scores you already have (another model's, an "
+                       "LLM's); used as one more predictor; repeatable")
+        p.add_argument("--backbone", metavar="NAME_OR_DIR",
+                       help=f"language model: {', '.join(available())} or a local model "
+                       "directory (default: minilm)")
+        p.add_argument("--folds", type=int, metavar="K",
+                       help="cross-fitting folds (default: the estimator's, 5)")
+        p.add_argument("--alpha", type=float, default=0.05,
+                       help="intervals have coverage 1 - alpha (default: 0.05)")
+        p.add_argument("--seed", type=int, metavar="S", help="random seed (reproducible fit)")
+        p.add_argument("--model-param", action="append", default=[], type=_model_param,
+                       metavar="KEY=VALUE", help="estimator parameter passed to set_params, "
+                       "e.g. model__min_steps=50, crossfit=3, model=drop (cheap predictors "
+                       "only); repeatable")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    p = commands.add_parser("sample", help="draw the rows to label",
+                            description="Draw the rows to label: simple random without "
+                            "replacement, or stratified with proportional allocation "
+                            "(largest remainder, at least 3 per stratum). Writes them with "
+                            "an id, the text and an empty label column, and records the draw "
+                            f"in OUTPUT{SIDECAR}.")
+    p.add_argument("data", metavar="DATA", help="table of texts")
+    common(p, label=False)
+    p.add_argument("--budget", type=int, required=True, metavar="N", help="rows to draw")
+    p.add_argument("--strata", metavar="COL", help="stratify by this column")
+    p.add_argument("--id-column", metavar="COL", help=f"column of unique row ids (default: "
+                   f"{ROW_ID}, the row's 0-based position in DATA)")
+    p.add_argument("--label-column", default="label", metavar="L",
+                   help="name of the empty label column (default: label)")
+    p.add_argument("--seed", type=int, metavar="S",
+                   help="random seed (default: fresh, recorded in the sidecar)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                   help="file to write, e.g. to_label.csv")
+    p.set_defaults(func=cmd_sample)
+
+    p = commands.add_parser("estimate", help="estimate with a valid interval",
+                            description="Fit the default FineTuneRectifyEstimator on DATA (rows "
+                            "with an empty label are unlabeled) and print the estimate, its "
+                            "interval and the classical interval of the same labels.")
+    p.add_argument("data", metavar="DATA", help="table of texts (and labels)")
+    common(p)
+    p.add_argument("--labels", metavar="FILE", help="the labeled output of skftr sample, "
+                   "merged into DATA by row id (its draw record is checked when present)")
+    p.add_argument("--id-column", metavar="COL", help="id column joining --labels to DATA "
+                   f"(default: {ROW_ID}, row positions)")
+    p.add_argument("--by", metavar="GROUP", help="also one estimate per value of this column")
+    p.add_argument("--estimand", default="mean", metavar="E",
+                   help="mean (default), quantile:Q (e.g. quantile:0.5) or share:>=X (the "
+                   "share of labels >= X; also >, <=, <)")
+    fitting(p)
+    p.add_argument("-o", "--output", metavar="DIR", help="report directory: estimate.json, "
+                   "estimate.png and the fitted model (written whole or not at all)")
+    p.set_defaults(func=cmd_estimate)
+
+    p = commands.add_parser("plan", help="how many labels for a given interval width",
+                            description="From a pilot (some labeled rows, the unlabeled "
+                            "texts), the labels needed for an interval of width W on the mean, "
+                            "with the classical mean and with skftr's default fit.")
+    p.add_argument("pilot", metavar="PILOT", help="table of texts with a few labels")
+    common(p)
+    p.add_argument("--width", type=float, required=True, metavar="W",
+                   help="target width of the interval (high minus low)")
+    fitting(p)
+    p.add_argument("-o", "--output", metavar="DIR", help="write plan.json and plan.png here")
+    p.set_defaults(func=cmd_plan)
+    return parser
+
+
+def _one_line(message, category, filename, lineno, file=None, line=None):
+    print(f"skftr: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def main(argv=None):
+    """Run the ``skftr`` command; returns the exit status (2 for bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = None if argv is None else list(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line
+        try:
+            return args.func(args)
+        except (ValueError, TypeError) as error:
+            message = " ".join(str(error).split())
+            print(f"skftr: error: {message}", file=sys.stderr)
+            return 2

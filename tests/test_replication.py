@@ -1,0 +1,146 @@
+"""The replication package ``benchmarks/replication`` (issue 14): design, cache, report.
+
+The end-to-end test runs ``--quick`` with the tiny random BERT of ``conftest.py`` as the
+backbone (seconds); everything is written under ``tmp_path``.
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.replication import design, methods, report  # noqa: E402
+from benchmarks.replication.__main__ import main  # noqa: E402
+
+
+def test_draws_are_fresh_per_draw_seeded_by_cell_and_leave_every_other_row_unlabeled():
+    rows = [design.labeled_rows("wine", 100, d, 1000) for d in range(5)]
+    assert all(r.size == 100 and np.unique(r).size == 100 for r in rows)
+    assert len({r.tobytes() for r in rows}) == 5  # a fresh draw each repetition
+    np.testing.assert_array_equal(rows[3], design.labeled_rows("wine", 100, 3, 1000))
+    assert not np.array_equal(rows[0], design.labeled_rows("emobank", 100, 0, 1000))
+    assert len({design.method_seed("wine", 100, d) for d in range(5)}) == 5
+
+    texts, y_all = design.load_corpus("wine", 300)
+    draw = design.make_draw("wine", 40, 2, 300)
+    assert len(draw.texts) == 300 and draw.texts == texts
+    np.testing.assert_array_equal(np.flatnonzero(np.isfinite(draw.y)), draw.labeled)
+    np.testing.assert_array_equal(draw.y[draw.labeled], y_all[draw.labeled])
+    assert np.isnan(draw.y).sum() == 300 - 40  # unlabeled: every row not drawn, no cap
+    assert draw.truth == pytest.approx(np.mean(y_all))
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="budget n=1000"):
+        design.labeled_rows("wine", 1000, 0, 1000)
+    with pytest.raises(ValueError, match="corpus must be one of"):
+        design.load_corpus("imdb")
+    with pytest.raises(ValueError, match="method must be one of"):
+        methods.make_estimator("ridge", 0, methods.REAL)
+    with pytest.raises(SystemExit):
+        main(["--budgets", "0", "--plan"])
+
+
+def test_default_method_is_the_estimators_defaults():
+    from skftr import FineTuneRectifyEstimator
+    from skftr.predictors import default_predictors
+
+    est = methods.make_estimator("default", 7, methods.REAL, feature_cache="somewhere")
+    ref = FineTuneRectifyEstimator(random_state=7)
+    params, expected = est.get_params(deep=False), ref.get_params(deep=False)
+    for name in set(expected) - {"model", "predictors"}:
+        assert params[name] == expected[name], name
+    assert est.model.get_params()["random_state"] == 7
+    assert {k: v for k, v in est.model.get_params(deep=False).items() if k != "random_state"} \
+        == {k: v for k, v in type(est.model)().get_params(deep=False).items()
+            if k != "random_state"}
+    assert len(est.predictors) == len(default_predictors())
+    for mine, theirs in zip(est.predictors, default_predictors()):
+        assert mine.get_params() == {**theirs.get_params(), "memory": "somewhere"}
+
+
+def _result(method, draw, width, value=0.0, corpus="wine", n=100):
+    return {"corpus": corpus, "n": n, "method": method, "draw": draw, "value": value,
+            "low": value - width / 2, "high": value + width / 2, "truth": 0.0,
+            "seconds": 1.0}
+
+
+def test_report_savings_formula_on_hand_made_results():
+    results = [_result("classical", d, 2.0) for d in range(4)]
+    # widths 1 and 1.4: mean 1.2, savings 1 - (1.2 / 2)^2 = 0.64, n_eff = 100 / 0.36
+    results += [_result("default", d, w) for d, w in enumerate([1.0, 1.4, 1.0, 1.4])]
+    results += [_result("cheap", d, 1.6, value=5.0 if d == 0 else 0.0) for d in range(4)]
+    cells = methods.grid(["wine"], [100], ["default", "cheap"], 4, 5)
+    rows = {r["method"]: r for r in report.summarize(results, cells)}
+    assert rows["default"]["savings"] == pytest.approx(0.64)
+    assert rows["default"]["n_eff"] == pytest.approx(100 / 0.36)
+    assert rows["default"]["width"] == pytest.approx(1.2)
+    assert rows["default"]["coverage"] == 1.0 and rows["cheap"]["coverage"] == 0.75
+    assert rows["classical"]["savings"] == 0.0
+    assert (rows["cheap"]["draws"], rows["cheap"]["wanted"]) == (4, 5)
+    per_draw = 1 - (np.array([1.0, 1.4, 1.0, 1.4]) / 2) ** 2
+    assert rows["default"]["savings_se"] == pytest.approx(np.std(per_draw, ddof=1) / 2)
+    (gain,) = report.compare(results)
+    assert gain["difference"] == pytest.approx(0.64 - (1 - 0.8 ** 2))
+    assert report.pooled_coverage(results, "cheap") == {"draws": 4, "coverage": 0.75}
+    goals = {g["target"]: g for g in report.targets(list(rows.values()), [gain],
+                                                    report.pooled_coverage(results))}
+    assert goals["default savings >= floor, wine n=100"]["met"] is True
+    assert goals["default - cheap savings, wine n=500"]["met"] is None
+
+
+def test_quick_end_to_end_shares_draws_and_a_rerun_computes_nothing(tiny_bert_dir, tmp_path,
+                                                                    monkeypatch, capsys):
+    calls = []
+    original = methods.estimate
+
+    def counted(draw, method, *args, **kwargs):
+        calls.append(method)
+        return original(draw, method, *args, **kwargs)
+
+    monkeypatch.setattr(methods, "estimate", counted)
+    argv = ["--quick", "--draws-finetuned", "1", "--backbone", tiny_bert_dir, "--cache-dir", str(tmp_path / "cache"),
+            "--feature-cache", str(tmp_path / "features"), "--out-dir", str(tmp_path / "out")]
+    payload = main(argv)
+    assert sorted(calls) == sorted(2 * methods.CHEAP + methods.FINETUNED)
+    results = payload["results"]
+    for d in (0, 1):  # one set of labeled rows per draw, the same for every method
+        assert len({r["rows_digest"] for r in results if r["draw"] == d}) == 1
+    assert results[0]["rows_digest"] != results[-1]["rows_digest"]
+    cells = {r["method"]: r for r in payload["cells"]}
+    assert set(cells) == set(methods.METHODS)
+    assert all(r["draws"] == r["wanted"] and np.isfinite(r["savings"]) for r in cells.values())
+    assert "LoRARegressor" in next(r for r in results if r["method"] == "default")["predictors"]
+    out = tmp_path / "out"
+    text = (out / "replication.md").read_text()
+    assert "python -m benchmarks.replication --quick --draws-finetuned 1" in text and "| wine | 50 | default |" in text
+    assert json.loads((out / "replication.json").read_text())["cells"] == payload["cells"]
+    assert (out / "replication.png").stat().st_size > 0
+
+    calls.clear()
+    assert main(argv)["cells"] == payload["cells"]  # from the cache
+    assert calls == []
+    capsys.readouterr()
+    assert main(argv + ["--plan"]) == []
+    assert "0 draws to fit" in capsys.readouterr().out
+
+    plan = main(argv + ["--plan", "--draws-cheap", "3", "--methods", "cheap", "default"])
+    assert {(p["method"], p["missing"]) for p in plan} == {("classical", 1), ("cheap", 1)}
+    assert all(p["source"] == "measured, same cell" for p in plan)
+    assert "2 draws to fit" in capsys.readouterr().out
+    partial = main(argv + ["--cached-only", "--draws-cheap", "3"])
+    assert calls == []
+    assert {r["method"]: r["draws"] for r in partial["cells"]}["cheap"] == 2
+    assert "| wine | 50 | tfidf_ridge | 2/3 |" in (out / "replication.md").read_text()
+
+
+def test_plan_of_an_empty_cache_counts_every_cell(tmp_path, capsys):
+    plan = main(["--plan", "--cache-dir", str(tmp_path)])
+    assert sum(p["missing"] for p in plan) == 9 * (4 * 50 + 4 * 10)
+    assert {p["source"] for p in plan} == {"default"}
+    assert "2160 draws to fit" in capsys.readouterr().out
