@@ -47,6 +47,10 @@ def make_predictors(est, rng):
             out += default_predictors()
     elif est.predictors:
         out += [clone(p) for p in est.predictors]
+    if est.n_threads is not None:
+        for p in out:
+            if "n_threads" in p.get_params():
+                p.set_params(n_threads=est.n_threads)
     return [seed(p, rng) for p in out]
 
 

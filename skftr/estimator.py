@@ -73,6 +73,9 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         its own seed).
     n_jobs : int, default=None
         Folds and pilots fitted in parallel (joblib; a Dask backend scales out).
+    n_threads : int, default=None
+        Torch threads of every model that takes ``n_threads`` (None: the models' own
+        default, which never oversubscribes the cores; see ``skftr._hf.default_threads``).
     verbose : int, default=0
         A progress bar over the fit when positive.
 
@@ -116,13 +119,15 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         "min_rectify": [Interval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
         "n_jobs": [Integral, None],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
     }
 
     def __init__(self, model=None, *, predictors="auto", loss="variance", crossfit=5,
                  n_finetune="auto", scaling_law=None, method="ppi++", estimand="mean", q=0.5,
                  alpha=0.05, text_column=None, score_columns=None, pilot_sizes=None,
-                 pilot_repeats=2, min_rectify=10, random_state=None, n_jobs=None, verbose=0):
+                 pilot_repeats=2, min_rectify=10, random_state=None, n_jobs=None, n_threads=None,
+                 verbose=0):
         self.model = model
         self.predictors = predictors
         self.loss = loss
@@ -140,6 +145,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         self.min_rectify = min_rectify
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.n_threads = n_threads
         self.verbose = verbose
 
     def __sklearn_tags__(self):

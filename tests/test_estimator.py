@@ -169,6 +169,23 @@ def test_noise_predictor_gives_the_classical_width():
     assert np.mean(ratios) < 1.02
 
 
+class ThreadedRidge(Ridge):
+    def __init__(self, alpha=1.0, n_threads=None):
+        super().__init__(alpha=alpha)
+        self.n_threads = n_threads
+
+    def fit(self, X, y):
+        assert self.n_threads == 1
+        return super().fit(X, y)
+
+
+def test_n_threads_reaches_every_model():
+    X, y, _ = make_data()
+    est = FineTuneRectifyEstimator(ThreadedRidge(), n_threads=1, random_state=0).fit(X, y)
+    assert all(m[0].n_threads == 1 for m in est.model_.members)
+    assert est.model.n_threads is None  # the template is never touched
+
+
 def test_random_state_seeds_every_model_it_fits():
     X, y, _ = make_data()
     fit = lambda: FineTuneRectifyEstimator(RandomForestRegressor(n_estimators=5), predictors=None,
