@@ -172,3 +172,37 @@ def row_keys(X, scores):
     digest = [hashlib.blake2b(r.encode() if isinstance(r, str) else r, digest_size=8).digest()
               for r in rows]
     return np.frombuffer(b"".join(digest), dtype=np.uint64) if digest else np.empty(0, np.uint64)
+
+
+def validate(est, X, y, X_unlabeled, reset, name):
+    """The estimator's one validation of its input: ``(X, scores, y)``.
+
+    ``X`` becomes an object array of texts (``est._text_input``; from the DataFrame column
+    ``est.text_column`` when set, with the numeric ``est.score_columns`` as ``scores``) or a
+    float array checked by scikit-learn; ``X_unlabeled`` rows are appended with NaN labels.
+    """
+    X, scores = _validate_X(est, X, name, reset)
+    if X_unlabeled is not None:
+        X_u, scores_u = _validate_X(est, X_unlabeled, "X_unlabeled", False)
+        X = np.concatenate([X, X_u])
+        scores = None if scores is None else np.vstack([scores, scores_u])
+    if y is not None or reset:
+        y = check_labels(y, X.shape[0] - (0 if X_unlabeled is None else X_u.shape[0]))
+        if X_unlabeled is not None:
+            y = np.concatenate([y, np.full(X_u.shape[0], np.nan)])
+    return X, scores, y
+
+
+def _validate_X(est, X, name, reset):
+    if est.text_column is not None:
+        texts, scores = table_columns(X, est.text_column, est.score_columns, name)
+        return np.asarray(check_texts(texts, name), dtype=object), scores
+    if est._text_input:
+        return np.asarray(check_texts(X, name), dtype=object), None
+    if X is None:
+        raise ValueError(f"{name} is None; expected a 2-d numeric array")
+    if looks_like_texts(X):
+        raise TypeError(f"{name} holds texts but the estimator was fitted on numbers")
+    from sklearn.utils.validation import validate_data
+
+    return validate_data(est, X=X, reset=reset, dtype=[np.float64, np.float32]), None

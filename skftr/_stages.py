@@ -264,3 +264,39 @@ def _progress(verbose, total):
 def _fit_predict(model, X_train, y_train, X_predict, text_input):
     fitted = clone(model).fit(X_train.tolist() if text_input else X_train, y_train)
     return fitted, _predict(fitted, X_predict, text_input)
+
+
+def predict_by_fold(est, X, scores):
+    """Each new row predicted by one fold's predictors of the fitted ``est``, assigned in
+    proportion to the fold sizes (docs/method.md §2.3, cross-fitting by assignment)."""
+    sizes = np.bincount(est._folds, minlength=est.n_folds_)
+    folds = assign_folds(X.shape[0], sizes, np.random.RandomState(est._assign_seed))
+    f = np.empty((X.shape[0], est.lam_.size))
+    for k in range(est.n_folds_):
+        rows = folds == k
+        f[rows] = est.model_.predict_fold(k, X[rows], None if scores is None else scores[rows])
+    return folds, f
+
+
+def estimate_by(est, groups):
+    """One rectified estimate per group, from the fitted predictors of ``est``.
+
+    Each group rectifies with its own labeled and unlabeled rows: cross-fitted when every
+    fold has rows of the group on both sides, else with the out-of-fold predictions as
+    ready predictions (docs/method.md §2).
+    """
+    groups = np.asarray(groups, dtype=object).reshape(-1)
+    if groups.shape[0] != est._n_rows:
+        raise ValueError(f"groups has {groups.shape[0]} entries; the fit had {est._n_rows} "
+                         "rows (X, then X_unlabeled)")
+    lab, unl = groups[est.labeled_indices_], groups[est._unlabeled_rows]
+    out = {}
+    for g in dict.fromkeys(groups[np.concatenate([est.labeled_indices_, est._unlabeled_rows])]):
+        r, u = lab == g, unl == g
+        if r.sum() < 3 or u.sum() < 2:
+            raise ValueError(f"group {g!r} has {int(r.sum())} labeled and {int(u.sum())} "
+                             "unlabeled rows; at least 3 and 2 are needed for its interval")
+        full = set(est._folds[r]) == set(est._folds_unl[u]) == set(range(est.n_folds_))
+        folds = (est._folds[r], est._folds_unl[u]) if full else (None, None)
+        out[g] = est._rectify(est._y_rect[r], est._f_rect[r], est._f_unl[u], *folds)
+    return out

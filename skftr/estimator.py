@@ -15,10 +15,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import _stages
-from ._inputs import check_labels, check_texts, looks_like_texts, row_keys, table_columns
+from ._inputs import looks_like_texts, row_keys, validate
 from .exceptions import NoUnlabeledWarning
 
 __all__ = ["FineTuneRectifyEstimator", "NoUnlabeledWarning"]
@@ -267,53 +267,16 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         X, scores, _ = self._validate(X_unlabeled, name="X_unlabeled")
         if X.shape[0] < 2:
             raise ValueError(f"X_unlabeled needs at least 2 rows, got {X.shape[0]}")
-        folds_u, f_u = self._predict_by_fold(X, scores)
+        folds_u, f_u = _stages.predict_by_fold(self, X, scores)
         estimate = self._rectify(self._y_rect, self._f_rect, f_u, self._folds, folds_u)
         return replace(estimate, allocation=self.allocation_)
 
-    def _predict_by_fold(self, X, scores):
-        """Each new row predicted by one fold's predictors, assigned in proportion to the
-        fold sizes (docs/method.md §2, cross-fitting by assignment)."""
-        sizes = np.bincount(self._folds, minlength=self.n_folds_)
-        folds = _stages.assign_folds(X.shape[0], sizes, np.random.RandomState(self._assign_seed))
-        f = np.empty((X.shape[0], self.lam_.size))
-        for k in range(self.n_folds_):
-            rows = folds == k
-            f[rows] = self.model_.predict_fold(k, X[rows], None if scores is None else scores[rows])
-        return folds, f
-
     def estimate_by(self, groups):
-        """One rectified estimate per group, from the fitted predictors.
-
-        Parameters
-        ----------
-        groups : array-like of shape (n_samples,)
-            A group label per row of the ``X`` given to ``fit`` (then ``X_unlabeled``).
-
-        Returns
-        -------
-        dict
-            group -> RectifiedEstimate; each group rectifies with its own labeled and
-            unlabeled rows (cross-fitted when every fold has rows in the group, else with
-            the out-of-fold predictions as one predictor).
-        """
+        """One rectified estimate per group of rows (``groups``: one label per row of the
+        ``X`` given to ``fit``, then ``X_unlabeled``); a dict group -> RectifiedEstimate,
+        see :func:`skftr._stages.estimate_by`."""
         check_is_fitted(self, "estimate_")
-        groups = np.asarray(groups, dtype=object).reshape(-1)
-        if groups.shape[0] != self._n_rows:
-            raise ValueError(f"groups has {groups.shape[0]} entries; the fit had "
-                             f"{self._n_rows} rows (X, then X_unlabeled)")
-        lab, unl = groups[self.labeled_indices_], groups[self._unlabeled_rows]
-        out = {}
-        for g in dict.fromkeys(groups[np.concatenate([self.labeled_indices_,
-                                                      self._unlabeled_rows])]):
-            r, u = lab == g, unl == g
-            if r.sum() < 3 or u.sum() < 2:
-                raise ValueError(f"group {g!r} has {int(r.sum())} labeled and {int(u.sum())} "
-                                 "unlabeled rows; at least 3 and 2 are needed for its interval")
-            full = set(self._folds[r]) == set(self._folds_unl[u]) == set(range(self.n_folds_))
-            folds = (self._folds[r], self._folds_unl[u]) if full else (None, None)
-            out[g] = self._rectify(self._y_rect[r], self._f_rect[r], self._f_unl[u], *folds)
-        return out
+        return _stages.estimate_by(self, groups)
 
     def score(self, X, y):
         """Minus the estimated variance of the estimate with the labeled rows of (X, y)
@@ -338,7 +301,8 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         if self.method == "classical":
             y_all = np.concatenate([self._y_other, self._y_rect, y[rows]])
             return -float(np.var(y_all) / y_all.size)
-        folds_h, f_h = self._predict_by_fold(X[rows], None if scores is None else scores[rows])
+        s_h = None if scores is None else scores[rows]
+        folds_h, f_h = _stages.predict_by_fold(self, X[rows], s_h)
         y_r, f_r = np.concatenate([self._y_rect, y[rows]]), np.vstack([self._f_rect, f_h])
         folds = np.concatenate([self._folds, folds_h])
         f_u, folds_u = self._f_unl, self._folds_unl
@@ -362,7 +326,6 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
 
         return load(path, trusted=trusted)
 
-    # ------------------------------------------------------------------ helpers
     def _check_params(self):
         self._validate_params()
         if self.crossfit and self.n_finetune != "auto":
@@ -381,28 +344,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
                 or (lora is not None and isinstance(model, lora.LoRARegressor)))
 
     def _validate(self, X, y=None, X_unlabeled=None, reset=False, name="X"):
-        """Validate once: (texts as an object array, or numbers), score columns, labels."""
+        """Validate once (:func:`skftr._inputs.validate`): texts or numbers, scores, labels."""
         if reset:
             self._text_input = self._takes_texts() or looks_like_texts(X)
-        X, scores = self._validate_X(X, name, reset)
-        if X_unlabeled is not None:
-            X_u, scores_u = self._validate_X(X_unlabeled, "X_unlabeled", False)
-            X = np.concatenate([X, X_u])
-            scores = None if scores is None else np.vstack([scores, scores_u])
-        if y is not None or reset:
-            y = check_labels(y, X.shape[0] - (0 if X_unlabeled is None else X_u.shape[0]))
-            if X_unlabeled is not None:
-                y = np.concatenate([y, np.full(X_u.shape[0], np.nan)])
-        return X, scores, y
-
-    def _validate_X(self, X, name, reset):
-        if self.text_column is not None:
-            texts, scores = table_columns(X, self.text_column, self.score_columns, name)
-            return np.asarray(check_texts(texts, name), dtype=object), scores
-        if self._text_input:
-            return np.asarray(check_texts(X, name), dtype=object), None
-        if X is None:
-            raise ValueError(f"{name} is None; expected a 2-d numeric array")
-        if looks_like_texts(X):
-            raise TypeError(f"{name} holds texts but the estimator was fitted on numbers")
-        return validate_data(self, X=X, reset=reset, dtype=[np.float64, np.float32]), None
+        return validate(self, X, y, X_unlabeled, reset, name)

@@ -207,6 +207,7 @@ def plot(cells, path):
     import matplotlib.pyplot as plt
 
     corpora = list(dict.fromkeys(r["corpus"] for r in cells))
+    colors = {m: f"C{i}" for i, m in enumerate(dict.fromkeys(r["method"] for r in cells))}
     fig, axes = plt.subplots(1, len(corpora), figsize=(4.5 * len(corpora), 3.8), squeeze=False)
     for ax, corpus in zip(axes[0], corpora):
         rows = [r for r in cells if r["corpus"] == corpus and r["draws"]
@@ -215,12 +216,13 @@ def plot(cells, path):
             mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["n"])
             ax.errorbar([r["n"] for r in mine], [100 * r["savings"] for r in mine],
                         yerr=[100 * (r["savings_se"] or 0) for r in mine], marker="o",
-                        capsize=3, label=method)
+                        capsize=3, color=colors[method], label=method)
         ax.axhline(0, color="grey", lw=0.8)
         ax.set(title=corpus, xlabel="labels n", ylabel="label savings (%)", xscale="log")
         ax.set_xticks(sorted({r["n"] for r in cells}))
-        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    axes[0][-1].legend(fontsize=7)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.legend(fontsize=7)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
