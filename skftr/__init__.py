@@ -14,6 +14,7 @@ _EXPORTS = {
     "rectified_ols": "skftr.rectify",
     "rectified_logistic": "skftr.rectify",
     "crossfit_mean": "skftr.rectify",
+    "PredictionMoments": "skftr.rectify",
     "LoRARegressor": "skftr.lora",
     "ScalingLaw": "skftr.scaling",
     "ScalingLawWarning": "skftr.exceptions",

@@ -166,11 +166,14 @@ def table_columns(X, text_column, score_columns, name):
     return X[text_column], scores
 
 
-def row_keys(X, scores):
-    """A 64-bit fingerprint per row (text or numeric row), stable across processes."""
+def row_keys(X, key=b""):
+    """A 64-bit fingerprint per row (text or numeric row), stable across processes.
+
+    ``blake2b(row, key=key)``: UTF-8 bytes of a text, raw float64 bytes of a numeric row.
+    """
     rows = X.tolist() if X.dtype == object else [r.tobytes() for r in np.ascontiguousarray(X)]
-    digest = [hashlib.blake2b(r.encode() if isinstance(r, str) else r, digest_size=8).digest()
-              for r in rows]
+    digest = [hashlib.blake2b(r.encode() if isinstance(r, str) else r, digest_size=8,
+                              key=key).digest() for r in rows]
     return np.frombuffer(b"".join(digest), dtype=np.uint64) if digest else np.empty(0, np.uint64)
 
 

@@ -198,15 +198,16 @@ def _check_split(est, k, n_r, n):
                          "search lower n_finetune or the splitter's test_size")
 
 
-def fit_folds(predictors, X, y, scores, split, *, text_input, score_names=(), n_jobs=None,
-              verbose=0):
+def fit_folds(predictors, X, y, scores, split, *, text_input, score_names=(), inference=None,
+              n_jobs=None, verbose=0):
     """Fit every predictor on every fold; predict each fold's rectification and unlabeled rows.
 
     :class:`~skftr.predictors.TextRidge` features carry no label, so they are computed
     once for every row and only the ridge is refitted per fold; the other predictors
     (the fine-tuned model) are cloned and fitted per fold, in parallel with joblib
-    (``n_jobs``; a Dask or Ray joblib backend scales them out). ``verbose`` shows one
-    progress bar over all the fits.
+    (``n_jobs``; a Dask or Ray joblib backend scales them out). ``inference`` turns each
+    fitted torch model into its fast copy (:func:`skftr.inference.optimize`) before it
+    predicts anything. ``verbose`` shows one progress bar over all the fits.
 
     Returns
     -------
@@ -227,7 +228,7 @@ def fit_folds(predictors, X, y, scores, split, *, text_input, score_names=(), n_
     tick = lambda label: (bar.set_postfix_str(label), bar.update(1))  # noqa: E731
     results = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_fit_predict)(predictors[j], X[split.train[f]], y[split.train[f]],
-                              X[targets[f]], text_input) for f, j in tasks)
+                              X[targets[f]], text_input, inference) for f, j in tasks)
     for (f, j), (fitted, pred) in zip(tasks, results):
         members[f][j], preds[f][:, j] = fitted, pred
         tick(f"fold {f + 1}/{k}: {_name(predictors[j])}")
@@ -261,18 +262,25 @@ def _progress(verbose, total):
     return tqdm(total=total, desc="skftr fit", unit="fit", disable=not verbose, leave=False)
 
 
-def _fit_predict(model, X_train, y_train, X_predict, text_input):
+def _fit_predict(model, X_train, y_train, X_predict, text_input, inference):
     fitted = clone(model).fit(X_train.tolist() if text_input else X_train, y_train)
+    if inference is not None:
+        from .inference import optimize
+
+        fitted = optimize(fitted, inference)
     return fitted, _predict(fitted, X_predict, text_input)
 
 
 def predict_by_fold(est, X, scores):
-    """Each new row predicted by one fold's predictors of the fitted ``est``, assigned in
-    proportion to the fold sizes (docs/method.md §2.3, cross-fitting by assignment)."""
-    sizes = np.bincount(est._folds, minlength=est.n_folds_)
-    folds = assign_folds(X.shape[0], sizes, np.random.RandomState(est._assign_seed))
+    """Each new row predicted by one fold's predictors of the fitted ``est``: the fold
+    drawn from a keyed hash of the row (:func:`skftr.cache.assign_folds`), so that
+    ``est.estimate``, :mod:`skftr.cache` and :mod:`skftr.distributed` agree
+    (docs/method.md §2.3, cross-fitting by assignment)."""
+    from .cache import assign_folds
+
+    folds = assign_folds(X, est.model_.fold_weights, est.assignment_key_)
     f = np.empty((X.shape[0], est.lam_.size))
-    for k in range(est.n_folds_):
+    for k in np.unique(folds):
         rows = folds == k
         f[rows] = est.model_.predict_fold(k, X[rows], None if scores is None else scores[rows])
     return folds, f

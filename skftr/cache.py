@@ -110,32 +110,38 @@ def texts_digest(texts):
 
 
 # ------------------------------------------------------------------ assignment
-def assign_folds(texts, fold_weights, key):
-    """The fold whose predictors predict each text, from the text and ``key`` only.
+def assign_folds(rows, fold_weights, key):
+    """The fold whose predictors predict each row, from the row and ``key`` only.
 
-    ``u = blake2b(text, key) / 2^64`` is uniform on [0, 1) for each distinct text, and the
-    text goes to the fold ``k`` with ``w_0 + ... + w_{k-1} <= u < w_0 + ... + w_k``: fold
-    ``k`` receives a share ``w_k = n_k / n`` of the texts in expectation, the assignment
-    layout of cross-PPI (docs/method.md §2 cross-fitting; its rectification weights each
-    fold by ``(n_k / n)(m / m_k)``, so the shares need not be exact).
+    ``u = blake2b(row, key) / 2^64`` (:func:`skftr._inputs.row_keys`) is uniform on
+    [0, 1) for each distinct row, and the row goes to the fold ``k`` with
+    ``w_0 + ... + w_{k-1} <= u < w_0 + ... + w_k``: fold ``k`` receives a share
+    ``w_k = n_k / n`` of the rows in expectation, the assignment layout of cross-PPI
+    (docs/method.md §2 cross-fitting; its rectification weights each fold by
+    ``(n_k / n)(m / m_k)``, so the shares need not be exact). Chunks, workers, processes
+    and ``FineTuneRectifyEstimator.estimate`` all agree on it.
 
     Parameters
     ----------
-    texts : sequence of str
+    rows : sequence of str, or ndarray of shape (m, d)
+        Texts, or numeric rows (their float64 bytes are hashed).
     fold_weights : array-like of shape (K,)
         Non-negative, summing to 1.
     key : str
-        The model's :func:`fingerprint` (at most 64 bytes are used).
+        The model's ``assignment_key_``, or its :func:`fingerprint` (at most 64 bytes
+        are used).
 
     Returns
     -------
-    ndarray of int, shape (len(texts),)
+    ndarray of int, shape (m,)
     """
+    from ._inputs import row_keys
+
     weights = np.asarray(fold_weights, dtype=float)
-    secret = key.encode()[:64]
-    u = np.fromiter((int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8,
-                                                    key=secret).digest(), "little")
-                     for text in texts), dtype=np.float64, count=len(texts)) / 2.0 ** 64
+    X = np.asarray(rows)
+    X = X.astype(object) if X.dtype.kind in "OUS" else \
+        X.astype(np.float64).reshape(X.shape[0], -1)
+    u = row_keys(X, key=key.encode()[:64]).astype(np.float64) / 2.0 ** 64
     bounds = np.cumsum(weights)[:-1] / weights.sum()
     return np.searchsorted(bounds, u, side="right").astype(np.int64)
 
@@ -159,19 +165,23 @@ def iter_predictions(model, texts, cache_dir=None, *, chunk_size=10_000, progres
     With ``cache_dir``, a chunk already on disk for this model and these texts is read
     instead of predicted, and a new one is written there (atomically) before it is
     yielded. Parameters as in :func:`predict_cached`; ``key`` is the model's
-    :func:`fingerprint` when the caller already has it.
+    :func:`fingerprint` when the caller already has it. The folds come from
+    :func:`assign_folds` with the estimator's ``assignment_key_`` (a bare
+    ``FoldEnsemble``: its fingerprint), as in ``FineTuneRectifyEstimator.estimate``.
     """
     ensemble = _ensemble(model)
     texts = check_texts(texts, "texts")
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
     key = fingerprint(ensemble) if key is None else key
+    assign = getattr(model, "assignment_key_", None) or key
+    key = hashlib.sha256(f"{key}/{assign}".encode()).hexdigest()  # model and assignment
     folder = None if cache_dir is None else Path(cache_dir) / key[:32]
     bar, report = _progress(progress, len(texts))
     try:
         for start in range(0, len(texts), chunk_size):
             chunk = texts[start:start + chunk_size]
-            yield _chunk(ensemble, chunk, key, folder)
+            yield _chunk(ensemble, chunk, key, assign, folder)
             bar.update(len(chunk))
             if report is not None:
                 report(start + len(chunk), len(texts))
@@ -230,7 +240,7 @@ def _progress(progress, total):
                 leave=False), report
 
 
-def _chunk(ensemble, texts, key, folder):
+def _chunk(ensemble, texts, key, assign, folder):
     """One chunk's (predictions, folds): read from ``folder`` when intact, else computed."""
     digest = texts_digest(texts)
     path = None if folder is None else folder / f"{digest}.parquet"
@@ -240,7 +250,7 @@ def _chunk(ensemble, texts, key, folder):
         except ValueError as error:
             warnings.warn(f"prediction chunk {os.fspath(path)!r} is damaged ({error}); "
                           "recomputing it", UserWarning, stacklevel=4)
-    folds = assign_folds(texts, ensemble.fold_weights, key)
+    folds = assign_folds(texts, ensemble.fold_weights, assign)
     preds = predict_assigned(ensemble, texts, folds)
     if path is not None:
         _write(path, preds, folds, key, digest)

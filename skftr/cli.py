@@ -259,6 +259,8 @@ def make_estimator(args, estimand="mean", q=0.5, verbose=0):
         verbose=verbose)
     if args.folds is not None:
         est.set_params(crossfit=args.folds)
+    if args.inference is not None:
+        est.set_params(inference=args.inference)
     return est.set_params(**dict(args.model_param))
 
 
@@ -269,7 +271,19 @@ def _fit(args, data, y, estimand="mean", q=0.5):
     X = pd.DataFrame({args.text_column: data.texts(args.text_column),
                       **{c: data.numbers(c, missing="error") for c in args.score_column}})
     verbose = int(sys.stderr.isatty() and not args.quiet)
-    return make_estimator(args, estimand, q, verbose).fit(X, y)
+    est = make_estimator(args, estimand, q, verbose)
+    if args.scheduler is None:
+        if args.workers is not None:
+            raise ValueError("--workers starts a local Dask cluster: give --scheduler local")
+        return est.fit(X, y)
+    from .distributed import cluster
+
+    local = {} if args.workers is None else {"n_workers": args.workers}
+    if args.workers is not None and (args.scheduler != "local" or args.workers < 1):
+        raise ValueError(f"--workers {args.workers}: a positive count of local workers, with "
+                         "--scheduler local only")
+    with cluster(args.scheduler, **local):  # folds fitted on the workers (joblib's Dask backend)
+        return est.set_params(n_jobs=-1 if est.n_jobs is None else est.n_jobs).fit(X, y)
 
 
 # ---------------------------------------------------------------------- estimates
@@ -416,7 +430,8 @@ def cmd_estimate(args):
         "labels": None if args.labels is None else str(args.labels),
         "estimand": dict(estimand, label_column=args.label_column, description=label),
         "settings": {k: getattr(args, k) for k in ("text_column", "score_column", "by",
-                                                    "backbone", "folds", "seed", "alpha")}
+                                                    "backbone", "folds", "seed", "alpha",
+                                                    "inference", "scheduler", "workers")}
         | {"model_param": dict(args.model_param)},
         "design": None if record is None else {k: v for k, v in record.items() if k != "ids"},
         "fit": {"method": est.estimate_.method, "n_folds": est.n_folds_,
@@ -612,6 +627,14 @@ def build_parser():
                        metavar="KEY=VALUE", help="estimator parameter passed to set_params, "
                        "e.g. model__min_steps=50, crossfit=3, model=drop (cheap predictors "
                        "only); repeatable")
+        p.add_argument("--inference", choices=["merged", "int8"],
+                       help="fast copy of each fitted model for prediction: merged LoRA (same "
+                       "numbers) or int8 (faster, slightly noisier; default: as trained)")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="fit the folds on a Dask cluster: a scheduler address "
+                       "(tcp://host:8786) or 'local' to start one (pip install skftr[dask])")
+        p.add_argument("--workers", type=int, metavar="N",
+                       help="worker processes of --scheduler local (default: one per core)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = commands.add_parser("sample", help="draw the rows to label",

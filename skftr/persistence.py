@@ -77,6 +77,9 @@ def _swap(obj, root, memo, saving):
     if saving and type(obj).__name__ == "DataFrame":  # skops cannot: its columns can
         out = _Saved("DataFrame", {"columns": [str(c) for c in obj.columns],
                                    "data": [obj[c].to_numpy() for c in obj.columns]})
+    elif saving and type(obj).__name__ == "OptimizedPredictor":  # rebuilt from its model
+        out = _Saved("OptimizedPredictor", {"method": obj.method,
+                                            "estimator": _swap(obj.estimator, root, memo, True)})
     elif saving and _is_torch_model(obj):
         out = _Saved(type(obj).__name__, _simple_params(obj))
         if type(obj).__name__ == "LoRARegressor" and hasattr(obj, "module_"):
@@ -102,6 +105,11 @@ def _swap(obj, root, memo, saving):
 
 
 def _restore(saved, root):
+    if saved.kind == "OptimizedPredictor":
+        from .inference import OptimizedPredictor
+
+        inner = _restore(saved.params["estimator"], root)
+        return OptimizedPredictor(inner, method=saved.params["method"]).fit()
     if saved.kind == "DataFrame":
         import pandas as pd
 

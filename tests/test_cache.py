@@ -72,9 +72,12 @@ def test_fingerprint_identifies_the_fitted_predictors(est):
 
 def test_cached_predictions_equal_direct_ones_and_are_reused(est, unlabeled, tmp_path, monkeypatch):
     f, folds = predict_cached(est, unlabeled, tmp_path, chunk_size=128)
-    expected = assign_folds(unlabeled, est.model_.fold_weights, fingerprint(est))
+    expected = assign_folds(unlabeled, est.model_.fold_weights, est.assignment_key_)
     np.testing.assert_array_equal(folds, expected)
     np.testing.assert_allclose(f, predict_assigned(est.model_, unlabeled, expected), rtol=0, atol=0)
+    bare, bare_folds = predict_cached(est.model_, unlabeled, None, chunk_size=128)  # its fingerprint
+    np.testing.assert_array_equal(bare_folds, assign_folds(unlabeled, est.model_.fold_weights,
+                                                           fingerprint(est)))
     assert len(list(tmp_path.glob("*/*.parquet"))) == 4
     counter = Counting(monkeypatch)
     f2, folds2 = predict_cached(est, unlabeled, tmp_path, chunk_size=128)

@@ -482,3 +482,29 @@ def test_plan_predicts_the_width_obtained():
         got = [np.diff(fit(n).estimate_.ci)[0] for _ in range(8)]
         ratios.append(np.mean(np.square(got)) / width**2)
     assert 0.8 < np.mean(ratios) < 1.15, ratios
+
+
+def test_workers_without_a_local_scheduler_is_one_line(tmp_path, capsys, cheap):
+    make_data(tmp_path / "data.csv", n=60)
+    for extra in (["--workers", "2"], ["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"],
+                  ["--scheduler", "local", "--workers", "0"]):
+        code, out, err = run(capsys, "estimate", tmp_path / "data.csv", "--text-column", "text",
+                             "--label-column", "label", *cheap, *extra)
+        assert code == 2 and err.startswith("skftr: error: --workers") and out == ""
+
+
+@pytest.mark.slow  # a local Dask cluster of worker processes: 30-90 s on 2 shared cores
+def test_estimate_on_a_local_dask_cluster_equals_the_in_process_fit(tmp_path, capsys, lora):
+    make_data(tmp_path / "data.csv", n=120)
+    common = ["estimate", tmp_path / "data.csv", "--text-column", "text", "--label-column",
+              "label", *lora, "--inference", "merged"]
+    code, _, err = run(capsys, *common, "-o", tmp_path / "here")
+    assert code == 0, err
+    code, _, err = run(capsys, *common, "--scheduler", "local", "--workers", "2",
+                       "-o", tmp_path / "there")
+    assert code == 0, err
+    here, there = (json.loads((tmp_path / d / "estimate.json").read_text())
+                   for d in ("here", "there"))
+    assert there["settings"]["scheduler"] == "local" and there["settings"]["inference"] == "merged"
+    assert there["overall"]["value"] == pytest.approx(here["overall"]["value"], rel=1e-4)
+    assert there["overall"]["stderr"] == pytest.approx(here["overall"]["stderr"], rel=1e-3)

@@ -70,6 +70,9 @@ def test_partitions_in_process_equal_the_arrays():
     result = estimate(est, [texts[:100], texts[100:450], [], texts[450:]])
     np.testing.assert_allclose(result.value, reference.value, rtol=1e-12)
     np.testing.assert_allclose(result.stderr, reference.stderr, rtol=1e-10)
+    direct = est.estimate(texts)  # the same hash assignment of texts to folds
+    np.testing.assert_allclose(direct.value, reference.value, rtol=1e-12)
+    np.testing.assert_allclose(direct.stderr, reference.stderr, rtol=1e-10)
     result, f, folds = estimate(est, [texts[:300], texts[300:]], return_predictions=True)
     np.testing.assert_allclose(result.value, reference.value, rtol=1e-12)
     assert f.shape == (700, 1) and folds.shape == (700,)

@@ -111,3 +111,30 @@ def test_bad_arguments(fitted, tiny_bert_dir):
         OptimizedPredictor(TextRidge()).fit()
     with pytest.raises(TypeError, match="fitted predictor"):
         optimize(object())
+
+
+def test_estimator_fits_with_the_fast_path_and_saves_it(tiny_bert_dir, tmp_path):
+    """inference= applies the fast copy inside fit; "merged" gives the same estimate as the
+    trained module, the saved estimator rebuilds it, and int8 stays a valid fit."""
+    from skftr import FineTuneRectifyEstimator
+    from skftr.estimator import FineTuneRectifyEstimator as Loaded
+
+    texts, y, _ = texts_and_labels(40, 30, seed=2)
+    params = dict(predictors=None, crossfit=2, random_state=0)
+    plain = FineTuneRectifyEstimator(tiny_lora(tiny_bert_dir, min_steps=4), **params)
+    merged = FineTuneRectifyEstimator(tiny_lora(tiny_bert_dir, min_steps=4), inference="merged",
+                                      **params)
+    plain.fit(texts, y)
+    merged.fit(texts, y)
+    assert all(isinstance(fold[0], OptimizedPredictor) for fold in merged.model_.members)
+    np.testing.assert_allclose(merged.estimate_.value, plain.estimate_.value, rtol=1e-5)
+    np.testing.assert_allclose(merged.predict(texts[:5]), plain.predict(texts[:5]), rtol=1e-4)
+    loaded = Loaded.load(merged.save(tmp_path / "merged"))
+    assert all(isinstance(fold[0], OptimizedPredictor) and fold[0].method == "merged"
+               for fold in loaded.model_.members)
+    np.testing.assert_allclose(loaded.predict(texts[:5]), merged.predict(texts[:5]), rtol=1e-6)
+    int8 = FineTuneRectifyEstimator(tiny_lora(tiny_bert_dir, min_steps=4), inference="int8",
+                                    **params).fit(texts, y)
+    assert int8.model_.members[0][0].method == "int8" and np.isfinite(int8.estimate_.stderr)
+    with pytest.raises(ValueError, match="inference"):
+        FineTuneRectifyEstimator(inference="fp16").fit(texts, y)
