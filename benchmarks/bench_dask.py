@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ROWS_PER_FILE = 10_000
 
 
-def fit_and_save(folder):
+def fit_and_save(folder, predictor="tfidf"):
     from skftr import FineTuneRectifyEstimator, TextRidge
     from skftr.datasets import load_emobank
 
@@ -42,14 +42,14 @@ def fit_and_save(folder):
     rng = np.random.RandomState(0)
     rows = rng.permutation(len(texts))
     labeled, unlabeled = rows[:300], rows[300:1300]
-    est = FineTuneRectifyEstimator("drop", predictors=[TextRidge("tfidf")], random_state=0)
+    est = FineTuneRectifyEstimator("drop", predictors=[TextRidge(predictor)], random_state=0)
     est.fit([texts[i] for i in labeled], y[labeled],
             X_unlabeled=[texts[i] for i in unlabeled])
     return est.save(Path(folder) / "model")
 
 
-def write_files(folder, m, seed=1):
-    """m short texts in Parquet files of ROWS_PER_FILE rows; returns their paths."""
+def write_files(folder, m, seed=1, rows_per_file=ROWS_PER_FILE):
+    """m short texts in Parquet files of ``rows_per_file`` rows; returns their paths."""
     import pandas as pd
 
     from skftr.datasets import load_emobank
@@ -59,11 +59,11 @@ def write_files(folder, m, seed=1):
     folder = Path(folder) / f"texts_{m}"
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for start in range(0, m, ROWS_PER_FILE):
-        size = min(ROWS_PER_FILE, m - start)
+    for start in range(0, m, rows_per_file):
+        size = min(rows_per_file, m - start)
         picked = texts[rng.randint(len(texts), size=size)]
         numbered = [f"{text} ({start + i})" for i, text in enumerate(picked)]
-        path = folder / f"part-{start // ROWS_PER_FILE:05d}.parquet"
+        path = folder / f"part-{start // rows_per_file:05d}.parquet"
         pd.DataFrame({"text": numbered}).to_parquet(path)
         paths.append(str(path))
     return paths
@@ -101,6 +101,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scaling", type=int, default=100_000)
     parser.add_argument("--memory", type=int, nargs="*", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--predictor", choices=["tfidf", "embedding"], default="tfidf",
+                        help="the model's predictor: a TF-IDF ridge (cheap per text) or a "
+                        "ridge on frozen MiniLM embeddings (a transformer pass per text)")
+    parser.add_argument("--rows-per-file", type=int, default=ROWS_PER_FILE,
+                        help="texts per Parquet file (one partition each) in the scaling run")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.md"),
+                        help="Markdown file for the tables")
     parser.add_argument("--driver", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.driver:
@@ -108,9 +115,9 @@ def main():
     lines = ["## Dask prediction: worker scaling and driver memory (issue 16)", "",
              "```", "python benchmarks/bench_dask.py " + " ".join(sys.argv[1:]), "```", ""]
     with tempfile.TemporaryDirectory(prefix="skftr-bench-dask-") as tmp:
-        model = str(fit_and_save(tmp))
+        model = str(fit_and_save(tmp, args.predictor))
         if args.scaling:
-            files = write_files(tmp, args.scaling)
+            files = write_files(tmp, args.scaling, rows_per_file=args.rows_per_file)
             before = load()
             t1, r1 = timed_estimate(model, files, 1)
             t2, r2 = timed_estimate(model, files, 2)
@@ -119,7 +126,8 @@ def main():
             efficiency = t1 / t2 / 2
             print(f"scaling: 1 worker {t1:.1f} s, 2 workers {t2:.1f} s, efficiency "
                   f"{efficiency:.2f} (load {before} -> {after})", flush=True)
-            lines += [f"### Throughput, {args.scaling:,} texts in {len(files)} files", "",
+            lines += [f"### Throughput, {args.scaling:,} texts in {len(files)} files, "
+                      f"{args.predictor} ridge", "",
                       f"Load average (1, 5, 15 min) before: {before}; after: {after}.", "",
                       "| workers | wall s | texts / s |", "| --- | --- | --- |",
                       f"| 1 | {t1:.1f} | {args.scaling / t1:,.0f} |",
@@ -141,7 +149,7 @@ def main():
                 lines.append(f"| {m:,} | {len(files)} | {row['peak_rss_mib']:.0f} | "
                              f"{row['wall_s']:.1f} | {row['value']:.5f} |")
             lines.append("")
-    out = ROOT / "benchmarks" / "results" / "scale.md"
+    out = Path(args.out)
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 

@@ -6,7 +6,8 @@ row of the file is unlabeled (no cap); the truth is the mean of the whole file. 
 per cell: the savings ``1 - n / n_eff`` with ``n_eff = n (classical width / width)^2``
 (widths averaged over the draws), the coverage of the 95% interval, and the fit time.
 Methods: K = 2, 3, 5 folds with both cheap predictors (a ridge on frozen MiniLM
-embeddings, a ridge on TF-IDF word n-grams), and each predictor alone at K = 5.
+embeddings, a ridge on TF-IDF word n-grams), each predictor alone at K = 5, and the
+frozen all-mpnet-base-v2 embeddings (alone, with TF-IDF, with both).
 
 The embeddings of a corpus are computed once and cached (``TextRidge(memory=...)``), so
 the draws cost only the ridge fits.
@@ -14,6 +15,7 @@ the draws cost only the ridge fits.
     python benchmarks/bench_savings.py --draws 50 --out benchmarks/results/savings_cheap.md
 """
 import argparse
+import shlex
 import time
 import warnings
 from pathlib import Path
@@ -38,14 +40,18 @@ def methods(memory):
     from skftr import TextRidge
 
     emb = TextRidge(features="embedding", max_length=128, memory=memory)
+    mpnet = TextRidge(features="embedding", backbone="mpnet", max_length=128, memory=memory)
     tfidf = TextRidge(features="tfidf")
     out = {f"cheap K={k}": ([emb, tfidf], k) for k in (2, 3, 5)}
     out["embedding ridge K=5"] = ([emb], 5)
     out["tf-idf ridge K=5"] = ([tfidf], 5)
+    out["mpnet ridge K=5"] = ([mpnet], 5)
+    out["mpnet + tf-idf K=5"] = ([mpnet, tfidf], 5)
+    out["minilm + mpnet + tf-idf K=5"] = ([emb, mpnet, tfidf], 5)
     return out
 
 
-def run(corpus, n, draws, memory, seed, shuffle=False):
+def run(corpus, n, draws, memory, seed, shuffle=False, only=None):
     from skftr import FineTuneRectifyEstimator
 
     texts, y_all = load(corpus)
@@ -54,6 +60,8 @@ def run(corpus, n, draws, memory, seed, shuffle=False):
     truth = float(np.mean(y_all))
     rows = []
     for name, (predictors, k) in methods(memory).items():
+        if only and name not in only:
+            continue
         widths, classical, covered, seconds = [], [], 0, []
         for draw in range(draws):
             rng = np.random.RandomState([seed, n, draw])  # same draws for every method
@@ -90,13 +98,15 @@ def main():
     parser.add_argument("--cache", default="benchmarks/cache/features")
     parser.add_argument("--shuffle", action="store_true",
                         help="shuffle the labels against the texts (no signal)")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="names of the methods to run (default: all)")
     parser.add_argument("--out", default=None, help="write a Markdown table here")
     args = parser.parse_args()
     from joblib import Memory
 
     memory = Memory(args.cache, verbose=0)
     rows = [r for corpus in args.corpora for n in args.budgets
-            for r in run(corpus, n, args.draws, memory, args.seed, args.shuffle)]
+            for r in run(corpus, n, args.draws, memory, args.seed, args.shuffle, args.methods)]
     if args.out:
         lines = ["| corpus | n | method | draws | savings | coverage | width | classical width "
                  "| s/fit |", "|---|---|---|---|---|---|---|---|---|"]
@@ -104,8 +114,9 @@ def main():
                   f"{r['savings']:+.1%} | {r['coverage']:.2f} | {r['width']:.4g} | "
                   f"{r['classical_width']:.4g} | {r['seconds']:.1f} |" for r in rows]
         command = "python benchmarks/bench_savings.py " + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if k != "cache")
+            f"--{k.replace('_', '-')} "
+            f"{' '.join(shlex.quote(str(x)) for x in v) if isinstance(v, list) else v}"
+            for k, v in vars(args).items() if k != "cache" and v is not None)
         command = command.replace(" --shuffle False", "").replace("--shuffle True", "--shuffle")
         Path(args.out).write_text(f"# Label savings with the cheap predictors\n\n`{command}`\n\n"
                                   + "\n".join(lines) + "\n")

@@ -64,8 +64,6 @@ def _make_model(est):
     params = model.get_params()
     if "loss" in params and hasattr(model, "initialize_criterion"):
         model.set_params(loss=est.loss)
-    elif "criterion" in params and hasattr(model, "initialize_criterion"):
-        model.set_params(criterion=est.loss)
     elif not (isinstance(est.loss, str) and est.loss in ("variance", "mse")):
         raise ValueError(f"loss={est.loss!r} needs a model that takes a loss "
                          f"(LoRARegressor); {type(model).__name__} is fitted with its own "

@@ -251,7 +251,7 @@ def make_estimator(args, estimand="mean", q=0.5, verbose=0):
 
     predictors = "auto"
     if args.backbone is not None:
-        predictors = [p.set_params(backbone=args.backbone) for p in default_predictors()]
+        predictors = default_predictors(backbone=args.backbone)
     est = FineTuneRectifyEstimator(
         LoRARegressor(backbone=args.backbone), predictors=predictors,
         estimand=estimand, q=q, alpha=args.alpha, text_column=args.text_column,

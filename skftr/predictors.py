@@ -123,13 +123,25 @@ def _transform(params, kind, texts):
     return make(**params).fit(texts).transform(texts)
 
 
-def default_predictors():
-    """The cheap predictors used by ``predictors="auto"`` on texts."""
-    return [TextRidge(features="embedding"), TextRidge(features="tfidf")]
+def default_predictors(backbone=None):
+    """The cheap predictors used by ``predictors="auto"`` on texts.
+
+    Ridges on frozen all-MiniLM-L6-v2 and all-mpnet-base-v2 embeddings and on TF-IDF
+    n-grams, the set that saved the most labels in ``benchmarks/bench_savings.py``
+    (``benchmarks/RESULTS.md``). ``backbone``: one backbone for every embedding instead.
+    """
+    if backbone is not None:
+        return [TextRidge(features="embedding", backbone=backbone), TextRidge(features="tfidf")]
+    return [TextRidge(features="embedding"), TextRidge(features="embedding", backbone="mpnet"),
+            TextRidge(features="tfidf")]
 
 
 def _name(predictor):
     if isinstance(predictor, TextRidge):
+        if predictor.features == "embedding" and predictor.backbone is not None:
+            from pathlib import Path
+
+            return f"ridge on {Path(predictor.backbone).name} embedding"
         return f"ridge on {predictor.features}"
     steps = getattr(predictor, "steps", None)
     if steps:

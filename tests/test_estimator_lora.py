@@ -65,7 +65,8 @@ def test_default_model_is_lora_minilm_with_cheap_predictors():
     model, *cheap = _stages.make_predictors(est, np.random.RandomState(0))
     assert isinstance(model, LoRARegressor) and model.backbone is None
     assert model.get_params()["loss"] == "variance" and isinstance(model.random_state, int)
-    assert [c.features for c in cheap] == ["embedding", "tfidf"]
+    assert [(c.features, c.backbone) for c in cheap] == [("embedding", None),
+                                                         ("embedding", "mpnet"), ("tfidf", None)]
     assert all(isinstance(c, TextRidge) for c in cheap)
     tags = est.__sklearn_tags__()
     assert tags.input_tags.string and not tags.input_tags.two_d_array
@@ -188,3 +189,13 @@ def test_crossfit_with_lora_and_a_cheap_predictor(tiny_bert_dir):
     assert est.model_.n_folds == 2 and est.estimate_.method.startswith("cross-ppi++")
     assert est.predictor_names_ == ["LoRARegressor", "ridge on tfidf"]
     assert abs(est.predict(texts[40:]).mean() - est.estimate_.value) < est.estimate_.stderr
+
+
+def test_default_predictors_name_their_backbones_and_take_one_backbone(tiny_bert_dir):
+    from skftr.predictors import _name, default_predictors
+
+    assert [_name(p) for p in default_predictors()] == [
+        "ridge on embedding", "ridge on mpnet embedding", "ridge on tfidf"]
+    one = default_predictors(backbone=tiny_bert_dir)
+    assert [(p.features, p.backbone) for p in one] == [("embedding", tiny_bert_dir),
+                                                       ("tfidf", None)]

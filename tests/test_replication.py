@@ -141,6 +141,6 @@ def test_quick_end_to_end_shares_draws_and_a_rerun_computes_nothing(tiny_bert_di
 
 def test_plan_of_an_empty_cache_counts_every_cell(tmp_path, capsys):
     plan = main(["--plan", "--cache-dir", str(tmp_path)])
-    assert sum(p["missing"] for p in plan) == 9 * (4 * 50 + 4 * 10)
+    assert sum(p["missing"] for p in plan) == 9 * (5 * 50 + 4 * 10)
     assert {p["source"] for p in plan} == {"default"}
-    assert "2160 draws to fit" in capsys.readouterr().out
+    assert "2610 draws to fit" in capsys.readouterr().out

@@ -14,13 +14,13 @@ from skftr.rectify import rectified_mean
 
 from . import design
 
-CHEAP = ("classical", "cheap", "embedding_ridge", "tfidf_ridge")
+CHEAP = ("classical", "cheap", "embedding_ridge", "mpnet_ridge", "tfidf_ridge")
 FINETUNED = ("default", "lora_only", "single_split_variance", "single_split_mse")
 METHODS = CHEAP + FINETUNED
 
 # seconds per fit assumed by --plan before any fit of a method is cached
 # (2 shared CPU cores, one thread, MiniLM)
-DEFAULT_SECONDS = {"classical": 0.01, "cheap": 10.0, "embedding_ridge": 5.0,
+DEFAULT_SECONDS = {"classical": 0.01, "cheap": 10.0, "embedding_ridge": 5.0, "mpnet_ridge": 5.0,
                    "tfidf_ridge": 5.0, "default": 1500.0, "lora_only": 1500.0,
                    "single_split_variance": 1200.0, "single_split_mse": 1200.0}
 
@@ -32,7 +32,8 @@ QUICK = {"subsample": 200, "backbone": None,
 def make_estimator(method, seed, settings, feature_cache=None):
     """The ``FineTuneRectifyEstimator`` of a method (every method but ``classical``).
 
-    ``default`` is the estimator's defaults: MiniLM + LoRA and both cheap predictors,
+    ``default`` is the estimator's defaults: MiniLM + LoRA and the cheap predictors
+    (:func:`skftr.predictors.default_predictors`: MiniLM, mpnet and TF-IDF ridges),
     5-fold cross-fitting, power tuning (Wang, Ye & Zhao 2025; docs/method.md §2). The
     cheap predictors cache their features in ``feature_cache``, and the LoRA model gets
     the draw's seed itself, so a draw's folds are the same with and without it.
@@ -40,16 +41,21 @@ def make_estimator(method, seed, settings, feature_cache=None):
     scaling law, optimal allocation, §4-§5), plain PPI, variance or MSE loss (§3).
     """
     from skftr import FineTuneRectifyEstimator, LoRARegressor, TextRidge
+    from skftr.predictors import default_predictors
 
+    cheap = [p.set_params(memory=feature_cache)
+             for p in default_predictors(backbone=settings["backbone"])]
     embedding = TextRidge("embedding", backbone=settings["backbone"], memory=feature_cache)
+    mpnet = TextRidge("embedding", backbone="mpnet", memory=feature_cache)
     tfidf = TextRidge("tfidf", memory=feature_cache)
     lora = LoRARegressor(settings["backbone"], random_state=seed, **settings["lora"])
     single = {"model": lora, "predictors": None, "crossfit": None, "method": "ppi"}
     params = {
-        "default": {"model": lora, "predictors": [embedding, tfidf]},
+        "default": {"model": lora, "predictors": cheap},
         "lora_only": {"model": lora, "predictors": None},
-        "cheap": {"model": "drop", "predictors": [embedding, tfidf]},
+        "cheap": {"model": "drop", "predictors": cheap},
         "embedding_ridge": {"model": "drop", "predictors": [embedding]},
+        "mpnet_ridge": {"model": "drop", "predictors": [mpnet]},
         "tfidf_ridge": {"model": "drop", "predictors": [tfidf]},
         "single_split_variance": {**single, "loss": "variance"},
         "single_split_mse": {**single, "loss": "mse"},
