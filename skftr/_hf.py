@@ -56,9 +56,10 @@ def default_threads():
        that joblib's loky backend sets in its workers);
     2. 1 inside any other worker process (multiprocessing, dask, ...), since its
        siblings run on the other cores;
-    3. otherwise one core less than the usable cores (``joblib.cpu_count``, which
-       honours CPU affinity and cgroup quotas), at least 1 and at most 8: small models
-       gain little beyond 8 threads, and a busy spare core slows every thread down.
+    3. otherwise the usable cores (``joblib.cpu_count``, which honours CPU affinity and
+       cgroup quotas) up to 4, one core less beyond (left to the rest of the machine),
+       at most 8: small models gain little beyond 8 threads. On 2 idle cores, 2 threads
+       embed 1.7-1.85x faster than 1 (MiniLM and mpnet, measured).
     """
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:
@@ -67,7 +68,8 @@ def default_threads():
         return 1
     from joblib import cpu_count
 
-    return max(1, min(cpu_count() - 1, _MAX_DEFAULT_THREADS))
+    cores = cpu_count()
+    return max(1, min(cores if cores <= 4 else cores - 1, _MAX_DEFAULT_THREADS))
 
 
 @contextmanager

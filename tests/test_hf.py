@@ -28,7 +28,7 @@ def test_default_threads_rule(monkeypatch):
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(multiprocessing, "parent_process", lambda: None)
-    for cores, expected in [(1, 1), (2, 1), (4, 3), (64, 8)]:
+    for cores, expected in [(1, 1), (2, 2), (4, 4), (6, 5), (64, 8)]:
         monkeypatch.setattr(joblib, "cpu_count", lambda cores=cores: cores)
         assert _hf.default_threads() == expected
     monkeypatch.setattr(multiprocessing, "parent_process", lambda: object())  # a worker
