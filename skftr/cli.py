@@ -272,16 +272,14 @@ def _fit(args, data, y, estimand="mean", q=0.5):
                       **{c: data.numbers(c, missing="error") for c in args.score_column}})
     verbose = int(sys.stderr.isatty() and not args.quiet)
     est = make_estimator(args, estimand, q, verbose)
+    if args.workers is not None and (args.scheduler != "local" or args.workers < 1):
+        raise ValueError(f"--workers {args.workers}: the number of worker processes (at least 1) "
+                         "of the Dask cluster started by --scheduler local")
     if args.scheduler is None:
-        if args.workers is not None:
-            raise ValueError("--workers starts a local Dask cluster: give --scheduler local")
         return est.fit(X, y)
     from .distributed import cluster
 
     local = {} if args.workers is None else {"n_workers": args.workers}
-    if args.workers is not None and (args.scheduler != "local" or args.workers < 1):
-        raise ValueError(f"--workers {args.workers}: a positive count of local workers, with "
-                         "--scheduler local only")
     with cluster(args.scheduler, **local):  # folds fitted on the workers (joblib's Dask backend)
         return est.set_params(n_jobs=-1 if est.n_jobs is None else est.n_jobs).fit(X, y)
 
