@@ -59,7 +59,8 @@ def default_threads():
     3. otherwise the usable cores (``joblib.cpu_count``, which honours CPU affinity and
        cgroup quotas) up to 4, one core less beyond (left to the rest of the machine),
        at most 8: small models gain little beyond 8 threads. On 2 idle cores, 2 threads
-       embed 1.7-1.85x faster than 1 (MiniLM and mpnet, measured).
+       embed 1.4-1.95x faster than 1 (MiniLM and mpnet; ``benchmarks/bench_threads.py``,
+       ``benchmarks/RESULTS.md``).
     """
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:

@@ -274,14 +274,10 @@ def predict_by_fold(est, X, scores):
     drawn from a keyed hash of the row (:func:`skftr.cache.assign_folds`), so that
     ``est.estimate``, :mod:`skftr.cache` and :mod:`skftr.distributed` agree
     (docs/method.md §2.3, cross-fitting by assignment)."""
-    from .cache import assign_folds
+    from .cache import assign_folds, predict_assigned
 
     folds = assign_folds(X, est.model_.fold_weights, est.assignment_key_)
-    f = np.empty((X.shape[0], est.lam_.size))
-    for k in np.unique(folds):
-        rows = folds == k
-        f[rows] = est.model_.predict_fold(k, X[rows], None if scores is None else scores[rows])
-    return folds, f
+    return folds, predict_assigned(est.model_, X, folds, scores)
 
 
 def estimate_by(est, groups):

@@ -146,13 +146,17 @@ def assign_folds(rows, fold_weights, key):
     return np.searchsorted(bounds, u, side="right").astype(np.int64)
 
 
-def predict_assigned(ensemble, texts, folds):
-    """Predictions (m, p) of each text by its fold's predictors (``FoldEnsemble.predict_fold``)."""
-    X = np.asarray(texts, dtype=object)
+def predict_assigned(ensemble, rows, folds, scores=None):
+    """Predictions (m, p) of each row by its fold's predictors (``FoldEnsemble.predict_fold``).
+
+    ``rows``: texts, or the validated array the ensemble was fitted on; ``scores``: its
+    score columns, if any.
+    """
+    X = rows if isinstance(rows, np.ndarray) else np.asarray(rows, dtype=object)
     out = np.empty((X.shape[0], ensemble.n_predictors))
     for k in np.unique(folds):
-        rows = folds == k
-        out[rows] = ensemble.predict_fold(int(k), X[rows])
+        at = folds == k
+        out[at] = ensemble.predict_fold(int(k), X[at], None if scores is None else scores[at])
     return out
 
 
