@@ -3,8 +3,8 @@
 Draws ``--budget`` sentences at random as the labeled ones (their valence V is the
 "human label"), keeps the other sentences unlabeled, and lets
 ``FineTuneRectifyEstimator`` spend the budget with its defaults: 5-fold cross-fitting of
-a MiniLM + LoRA model fine-tuned on the error variance, beside three cheap predictors
-(ridges on frozen MiniLM and mpnet embeddings and on TF-IDF), all rectified together with power
+a MiniLM + LoRA model fine-tuned on the error variance, beside four cheap predictors
+(ridges on frozen MiniLM and mpnet embeddings, on TF-IDF and on text length), all rectified together with power
 tuning (docs/method.md §2). Prints the estimate and interval next to the classical
 estimate from the same labels, the effective number of labels, and the truth (the mean
 over every sentence of the file). ``--crossfit 0`` runs the paper's single split.

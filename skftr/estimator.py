@@ -43,9 +43,9 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         any scikit-learn regressor; ``"drop"`` uses only ``predictors``.
     predictors : "auto", list of regressors or None, default="auto"
         More predictors fitted on the same folds and rectified together with the model:
-        ``"auto"`` is ridges on frozen MiniLM and all-mpnet-base-v2 sentence embeddings
-        and on TF-IDF word n-grams (:func:`~skftr.predictors.default_predictors`) for
-        texts, none for numbers.
+        ``"auto"`` is ridges on frozen MiniLM and all-mpnet-base-v2 sentence embeddings,
+        on TF-IDF word n-grams and on the texts' length
+        (:func:`~skftr.predictors.default_predictors`) for texts, none for numbers.
     loss : {"variance", "mse", "correlation"}, default="variance"
         Fine-tuning objective of a ``LoRARegressor`` model (docs/method.md §3). For other
         least-squares regressors "variance" and "mse" give the same fit.

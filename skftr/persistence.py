@@ -36,6 +36,7 @@ TRUSTED = [
     "skftr.estimator.FineTuneRectifyEstimator",
     "skftr.predictors.FoldEnsemble",
     "skftr.predictors.TextRidge",
+    "skftr.predictors.length_features",
     "skftr.persistence._Saved",
     "skftr.rectify._result.RectifiedEstimate",
     "skftr.allocation.Allocation",

@@ -2,7 +2,7 @@
 
 * :class:`TextRidge` — a cheap, closed-form predictor: ridge regression (penalty by
   generalised cross-validation) on label-free features of the texts, frozen sentence
-  embeddings or TF-IDF word n-grams. Fitted in seconds; the default companions of the
+  embeddings, TF-IDF word n-grams or the text's length. Fitted in seconds; the default companions of the
   fine-tuned model.
 * :class:`FoldEnsemble` — what ``FineTuneRectifyEstimator.fit`` leaves behind: the
   predictors fitted on each fold (one fold for the paper's single split), the user's
@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._inputs import check_texts
 
-__all__ = ["FoldEnsemble", "TextRidge", "default_predictors"]
+__all__ = ["FoldEnsemble", "TextRidge", "default_predictors", "length_features"]
 
 _ALPHAS = tuple(np.logspace(-3, 4, 15))
 
@@ -25,13 +25,15 @@ class TextRidge(RegressorMixin, BaseEstimator):
 
     ``features="embedding"``: mean-pooled sentence embeddings of a frozen backbone
     (:class:`skftr.SentenceEmbedder`); ``features="tfidf"``: TF-IDF of word 1-2 grams
-    (scikit-learn ``TfidfVectorizer``, sublinear term frequency). The features use no
-    label, so inside cross-fitting they are computed once for every row and only the
-    ridge is refitted per fold (:meth:`fit_features`).
+    (scikit-learn ``TfidfVectorizer``, sublinear term frequency); ``features="length"``:
+    the standardized :func:`length_features` (how long a text is, which mean pooling and
+    TF-IDF's unit-norm rows both discard). The features use no label, so inside
+    cross-fitting they are computed once for every row and only the ridge is refitted
+    per fold (:meth:`fit_features`).
 
     Parameters
     ----------
-    features : {"embedding", "tfidf"}, default="embedding"
+    features : {"embedding", "tfidf", "length"}, default="embedding"
     backbone : str or None, default=None
         Backbone of the embeddings (a known name or a local directory; None: MiniLM).
     max_length : int, default=128
@@ -39,17 +41,18 @@ class TextRidge(RegressorMixin, BaseEstimator):
     alphas : tuple of float, default=10**(-3..4)
         Ridge penalties tried by ``RidgeCV`` (efficient leave-one-out).
     memory : str, joblib.Memory or None, default=None
-        Caches the features of a list of texts on disk (``joblib.Memory``), so a refit on
-        the same texts (labels often arrive in batches) does not embed them again.
+        Caches the embeddings or TF-IDF of a list of texts on disk (``joblib.Memory``), so
+        a refit on the same texts (labels often arrive in batches) does not embed them
+        again.
 
     Attributes
     ----------
-    features_ : fitted SentenceEmbedder or TfidfVectorizer
+    features_ : fitted SentenceEmbedder, TfidfVectorizer or Pipeline
     ridge_ : fitted RidgeCV
     """
 
     _parameter_constraints = {
-        "features": [StrOptions({"embedding", "tfidf"})],
+        "features": [StrOptions({"embedding", "tfidf", "length"})],
         "backbone": [str, None],
         "max_length": [int],
         "alphas": ["array-like"],
@@ -71,6 +74,11 @@ class TextRidge(RegressorMixin, BaseEstimator):
             from sklearn.feature_extraction.text import TfidfVectorizer
 
             return TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True)
+        if self.features == "length":
+            from sklearn.pipeline import make_pipeline
+            from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+            return make_pipeline(FunctionTransformer(length_features), StandardScaler())
         from .embedding import SentenceEmbedder
 
         return SentenceEmbedder(backbone=self.backbone, max_length=self.max_length)
@@ -80,7 +88,7 @@ class TextRidge(RegressorMixin, BaseEstimator):
         from sklearn.utils.validation import check_memory
 
         features = self.make_features().fit(texts)
-        if self.memory is None:
+        if self.memory is None or self.features == "length":  # nothing worth caching
             return features, features.transform(texts)
         transform = check_memory(self.memory).cache(_transform)
         return features, transform(features.get_params(), type(features).__name__, texts)
@@ -123,17 +131,31 @@ def _transform(params, kind, texts):
     return make(**params).fit(texts).transform(texts)
 
 
+def length_features(texts):
+    """``log(1 + characters)``, ``log(1 + words)`` and their squares, shape (n, 4).
+
+    Label-free features of how long each text is: a smooth function of the length in
+    a ridge. Ratings often follow length (wine reviews' points do), which neither mean-
+    pooled embeddings nor TF-IDF's unit-norm rows keep.
+    """
+    texts = check_texts(texts)
+    chars = np.log1p([len(text) for text in texts])
+    words = np.log1p([len(text.split()) for text in texts])
+    return np.column_stack([chars, words, chars ** 2, words ** 2])
+
+
 def default_predictors(backbone=None):
     """The cheap predictors used by ``predictors="auto"`` on texts.
 
-    Ridges on frozen all-MiniLM-L6-v2 and all-mpnet-base-v2 embeddings and on TF-IDF
-    n-grams, the set that saved the most labels in ``benchmarks/bench_savings.py``
-    (``benchmarks/RESULTS.md``). ``backbone``: one backbone for every embedding instead.
+    Ridges on frozen all-MiniLM-L6-v2 and all-mpnet-base-v2 embeddings, on TF-IDF
+    n-grams and on the texts' length, the set that saved the most labels in
+    ``benchmarks/bench_savings.py`` (``benchmarks/RESULTS.md``). ``backbone``: one
+    backbone for every embedding instead.
     """
-    if backbone is not None:
-        return [TextRidge(features="embedding", backbone=backbone), TextRidge(features="tfidf")]
-    return [TextRidge(features="embedding"), TextRidge(features="embedding", backbone="mpnet"),
-            TextRidge(features="tfidf")]
+    embeddings = ([TextRidge(features="embedding", backbone=backbone)] if backbone is not None
+                  else [TextRidge(features="embedding"),
+                        TextRidge(features="embedding", backbone="mpnet")])
+    return embeddings + [TextRidge(features="tfidf"), TextRidge(features="length")]
 
 
 def _name(predictor):

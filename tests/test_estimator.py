@@ -228,6 +228,26 @@ def test_texts_with_cheap_predictors_and_score_columns():
         est2.predict(frame[["text"]])
 
 
+def test_length_ridge_follows_a_rating_that_grows_with_length():
+    from skftr.predictors import length_features
+
+    np.testing.assert_allclose(length_features(["ab cd", "x"]),
+                               [[np.log(6), np.log(3), np.log(6) ** 2, np.log(3) ** 2],
+                                [np.log(2), np.log(2), np.log(2) ** 2, np.log(2) ** 2]])
+    with pytest.raises(ValueError, match=r"X\[1\] is empty"):
+        length_features(["fine", "  "])
+    rng = np.random.RandomState(0)
+    texts = [" ".join(["word"] * k) for k in rng.randint(1, 60, size=300)]
+    rating = np.log([len(t.split()) for t in texts]) + 0.3 * rng.normal(size=300)
+    y = rating.copy()
+    y[150:] = np.nan
+    est = FineTuneRectifyEstimator("drop", predictors=[TextRidge(features="length")],
+                                   random_state=0).fit(texts, y)
+    assert est.predictor_names_ == ["ridge on length"]
+    assert np.corrcoef(est.predict(texts[150:]), rating[150:])[0, 1] > 0.9
+    assert est.estimate_.n_effective > 2 * 150  # word counts explain ~90% of the variance
+
+
 def test_pipeline_behind_a_text_cleaning_step():
     texts, y, y_true = text_data()
     model = make_pipeline(HashingVectorizer(n_features=64, alternate_sign=False), Ridge())

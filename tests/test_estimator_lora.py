@@ -195,7 +195,7 @@ def test_default_predictors_name_their_backbones_and_take_one_backbone(tiny_bert
     from skftr.predictors import _name, default_predictors
 
     assert [_name(p) for p in default_predictors()] == [
-        "ridge on embedding", "ridge on mpnet embedding", "ridge on tfidf"]
+        "ridge on embedding", "ridge on mpnet embedding", "ridge on tfidf", "ridge on length"]
     one = default_predictors(backbone=tiny_bert_dir)
     assert [(p.features, p.backbone) for p in one] == [("embedding", tiny_bert_dir),
-                                                       ("tfidf", None)]
+                                                       ("tfidf", None), ("length", None)]

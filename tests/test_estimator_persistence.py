@@ -52,7 +52,8 @@ def test_save_load_round_trip(tmp_path, kwargs):
 
 def test_text_predictors_round_trip(tmp_path):
     texts, y, _ = text_data()
-    est = FineTuneRectifyEstimator("drop", predictors=[TextRidge(features="tfidf")],
+    est = FineTuneRectifyEstimator("drop", predictors=[TextRidge(features="tfidf"),
+                                                       TextRidge(features="length")],
                                    random_state=0).fit(texts, y)
     loaded = FineTuneRectifyEstimator.load(est.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.predict(texts[:20]), est.predict(texts[:20]))

@@ -138,9 +138,15 @@ def test_quick_end_to_end_shares_draws_and_a_rerun_computes_nothing(tiny_bert_di
     assert {r["method"]: r["draws"] for r in partial["cells"]}["cheap"] == 2
     assert "| wine | 50 | tfidf_ridge | 2/3 |" in (out / "replication.md").read_text()
 
+    from skftr import predictors  # a method whose estimator changed is not read back stale
+    monkeypatch.setattr(predictors, "default_predictors",
+                        lambda backbone=None: [predictors.TextRidge("tfidf")])
+    plan = main(argv + ["--plan", "--methods", "cheap", "tfidf_ridge"])
+    assert {(p["method"], p["missing"]) for p in plan} == {("cheap", 2)}
+
 
 def test_plan_of_an_empty_cache_counts_every_cell(tmp_path, capsys):
     plan = main(["--plan", "--cache-dir", str(tmp_path)])
-    assert sum(p["missing"] for p in plan) == 9 * (5 * 50 + 4 * 10)
+    assert sum(p["missing"] for p in plan) == 9 * (6 * 50 + 4 * 10)
     assert {p["source"] for p in plan} == {"default"}
-    assert "2610 draws to fit" in capsys.readouterr().out
+    assert "3060 draws to fit" in capsys.readouterr().out

@@ -14,14 +14,14 @@ from skftr.rectify import rectified_mean
 
 from . import design
 
-CHEAP = ("classical", "cheap", "embedding_ridge", "mpnet_ridge", "tfidf_ridge")
+CHEAP = ("classical", "cheap", "embedding_ridge", "mpnet_ridge", "tfidf_ridge", "length_ridge")
 FINETUNED = ("default", "lora_only", "single_split_variance", "single_split_mse")
 METHODS = CHEAP + FINETUNED
 
 # seconds per fit assumed by --plan before any fit of a method is cached
 # (2 shared CPU cores, one thread, MiniLM)
 DEFAULT_SECONDS = {"classical": 0.01, "cheap": 10.0, "embedding_ridge": 5.0, "mpnet_ridge": 5.0,
-                   "tfidf_ridge": 5.0, "default": 1500.0, "lora_only": 1500.0,
+                   "tfidf_ridge": 5.0, "length_ridge": 0.1, "default": 1500.0, "lora_only": 1500.0,
                    "single_split_variance": 1200.0, "single_split_mse": 1200.0}
 
 REAL = {"subsample": None, "backbone": None, "lora": {}}
@@ -33,7 +33,7 @@ def make_estimator(method, seed, settings, feature_cache=None):
     """The ``FineTuneRectifyEstimator`` of a method (every method but ``classical``).
 
     ``default`` is the estimator's defaults: MiniLM + LoRA and the cheap predictors
-    (:func:`skftr.predictors.default_predictors`: MiniLM, mpnet and TF-IDF ridges),
+    (:func:`skftr.predictors.default_predictors`: MiniLM, mpnet, TF-IDF and length ridges),
     5-fold cross-fitting, power tuning (Wang, Ye & Zhao 2025; docs/method.md §2). The
     cheap predictors cache their features in ``feature_cache``, and the LoRA model gets
     the draw's seed itself, so a draw's folds are the same with and without it.
@@ -48,6 +48,7 @@ def make_estimator(method, seed, settings, feature_cache=None):
     embedding = TextRidge("embedding", backbone=settings["backbone"], memory=feature_cache)
     mpnet = TextRidge("embedding", backbone="mpnet", memory=feature_cache)
     tfidf = TextRidge("tfidf", memory=feature_cache)
+    length = TextRidge("length")
     lora = LoRARegressor(settings["backbone"], random_state=seed, **settings["lora"])
     single = {"model": lora, "predictors": None, "crossfit": None, "method": "ppi"}
     params = {
@@ -57,6 +58,7 @@ def make_estimator(method, seed, settings, feature_cache=None):
         "embedding_ridge": {"model": "drop", "predictors": [embedding]},
         "mpnet_ridge": {"model": "drop", "predictors": [mpnet]},
         "tfidf_ridge": {"model": "drop", "predictors": [tfidf]},
+        "length_ridge": {"model": "drop", "predictors": [length]},
         "single_split_variance": {**single, "loss": "variance"},
         "single_split_mse": {**single, "loss": "mse"},
     }
@@ -100,10 +102,31 @@ def _digest(rows):
     return hashlib.sha1(np.asarray(rows, dtype=np.int64).tobytes()).hexdigest()[:12]
 
 
-def run_cell(corpus, n, method, draw, settings, feature_cache=None):
-    """One (corpus, n, method, draw) result: the function cached by :class:`Runner`."""
+def run_cell(corpus, n, method, draw, settings, feature_cache=None, config=None):
+    """One (corpus, n, method, draw) result: the function cached by :class:`Runner`.
+
+    ``config`` (:func:`describe`) only keys the cache: a method whose estimator changes
+    (a new default predictor, say) is computed again instead of read back stale.
+    """
     return estimate(design.make_draw(corpus, n, draw, settings["subsample"]), method,
                     settings, feature_cache)
+
+
+def describe(method, settings):
+    """The configuration of a method as text, the same in every process.
+
+    Estimators are written as their class and parameters, recursively; functions and
+    classes by name (their repr holds a memory address).
+    """
+    def text(value):
+        if hasattr(value, "get_params") and not isinstance(value, type):
+            params = sorted(value.get_params(deep=False).items())
+            return f"{type(value).__name__}({', '.join(f'{k}={text(v)}' for k, v in params)})"
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(text(v) for v in value) + "]"
+        return getattr(value, "__qualname__", None) or repr(value)
+
+    return method if method == "classical" else text(make_estimator(method, 0, settings))
 
 
 def grid(corpora, budgets, methods, draws_finetuned, draws_cheap):
@@ -126,7 +149,7 @@ class Runner:
         self._cached = Memory(cache_dir, verbose=0).cache(run_cell, ignore=["feature_cache"])
 
     def _args(self, cell):
-        return (*cell, self.settings, self.feature_cache)
+        return (*cell, self.settings, self.feature_cache, describe(cell[2], self.settings))
 
     def is_cached(self, cell):
         return self._cached.check_call_in_cache(*self._args(cell))
