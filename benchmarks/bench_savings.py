@@ -6,8 +6,9 @@ row of the file is unlabeled (no cap); the truth is the mean of the whole file. 
 per cell: the savings ``1 - n / n_eff`` with ``n_eff = n (classical width / width)^2``
 (widths averaged over the draws), the coverage of the 95% interval, and the fit time.
 Methods: K = 2, 3, 5 folds with both cheap predictors (a ridge on frozen MiniLM
-embeddings, a ridge on TF-IDF word n-grams), each predictor alone at K = 5, and the
-frozen all-mpnet-base-v2 embeddings (alone, with TF-IDF, with both).
+embeddings, a ridge on TF-IDF word n-grams), each predictor alone at K = 5, the
+frozen all-mpnet-base-v2 embeddings (alone, with TF-IDF, with both), and the ridge on the
+texts' length (alone, and added to the three others: today's default predictors).
 
 The embeddings of a corpus are computed once and cached (``TextRidge(memory=...)``), so
 the draws cost only the ridge fits.
@@ -42,12 +43,15 @@ def methods(memory):
     emb = TextRidge(features="embedding", max_length=128, memory=memory)
     mpnet = TextRidge(features="embedding", backbone="mpnet", max_length=128, memory=memory)
     tfidf = TextRidge(features="tfidf")
+    length = TextRidge(features="length")
     out = {f"cheap K={k}": ([emb, tfidf], k) for k in (2, 3, 5)}
     out["embedding ridge K=5"] = ([emb], 5)
     out["tf-idf ridge K=5"] = ([tfidf], 5)
     out["mpnet ridge K=5"] = ([mpnet], 5)
     out["mpnet + tf-idf K=5"] = ([mpnet, tfidf], 5)
     out["minilm + mpnet + tf-idf K=5"] = ([emb, mpnet, tfidf], 5)
+    out["length ridge K=5"] = ([length], 5)
+    out["minilm + mpnet + tf-idf + length K=5"] = ([emb, mpnet, tfidf, length], 5)
     return out
 
 

@@ -88,9 +88,13 @@ def test_report_savings_formula_on_hand_made_results():
     (gain,) = report.compare(results)
     assert gain["difference"] == pytest.approx(0.64 - (1 - 0.8 ** 2))
     assert report.pooled_coverage(results, "cheap") == {"draws": 4, "coverage": 0.75}
-    goals = {g["target"]: g for g in report.targets(list(rows.values()), [gain],
-                                                    report.pooled_coverage(results))}
+    pooled = {m: report.pooled_coverage(results, m) for m in ("default", "cheap")}
+    goals = {g["target"]: g for g in report.targets(list(rows.values()), [gain], pooled)}
     assert goals["default savings >= floor, wine n=100"]["met"] is True
+    assert goals["cheap (model='drop') savings >= floor, wine n=100"]["measured"] == \
+        pytest.approx(1 - 0.8 ** 2)
+    assert goals["pooled coverage of cheap (model='drop')"]["measured"] == 0.75
+    assert goals["pooled coverage of default"]["met"] is True
     assert goals["default - cheap savings, wine n=500"]["met"] is None
 
 
