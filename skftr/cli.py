@@ -9,6 +9,7 @@ import argparse
 import ast
 import json
 import operator
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -446,7 +447,7 @@ def cmd_estimate(args):
         estimate_figure(tmp / "estimate.png", rows, y_rect, est.labeled_predictions_,
                         label)
         est.save(tmp / "model")
-    print(f"report written to {args.output}/ (estimate.json, estimate.png, model/)")
+    print(f"report written to {os.path.join(args.output, '')} (estimate.json, estimate.png, model/)")
     return 0
 
 
@@ -586,7 +587,7 @@ def cmd_plan(args):
         with atomic_path(args.output, directory=True) as tmp:
             write_json(tmp / "plan.json", plan)
             plan_figure(tmp / "plan.png", plan)
-        print(f"plan written to {args.output}/ (plan.json, plan.png)")
+        print(f"plan written to {os.path.join(args.output, '')} (plan.json, plan.png)")
     return 0
 
 

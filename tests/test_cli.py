@@ -181,10 +181,11 @@ def test_estimate_from_a_labeled_sample(tmp_path, capsys, cheap):
     drawn["label"] = truth[drawn["row_id"]]
     drawn.loc[:4, "label"] = np.nan  # five rows not labeled (yet): they stay unlabeled
     drawn.to_csv(tmp_path / "to_label.csv", index=False)
-    code, _, err = run(capsys, "estimate", tmp_path / "data.csv", "--text-column", "text",
-                       "--label-column", "label", "--labels", tmp_path / "to_label.csv",
-                       *cheap, "-o", tmp_path / "report")
+    code, out, err = run(capsys, "estimate", tmp_path / "data.csv", "--text-column", "text",
+                         "--label-column", "label", "--labels", tmp_path / "to_label.csv",
+                         *cheap, "-o", f"{tmp_path / 'report'}/")
     assert code == 0, err
+    assert f"report written to {tmp_path / 'report'}/ (estimate.json" in out
     result = json.loads((tmp_path / "report" / "estimate.json").read_text())
     assert result["overall"]["n_labeled"] == 75 and result["overall"]["n_unlabeled"] == 225
     assert result["design"]["design"] == "srs"
