@@ -65,8 +65,8 @@ def test_default_model_is_lora_minilm_with_cheap_predictors():
     model, *cheap = _stages.make_predictors(est, np.random.RandomState(0))
     assert isinstance(model, LoRARegressor) and model.backbone is None
     assert model.get_params()["loss"] == "variance" and isinstance(model.random_state, int)
-    assert [(c.features, c.backbone) for c in cheap] == [("embedding", None),
-                                                         ("embedding", "mpnet"), ("tfidf", None)]
+    assert [(c.features, c.backbone) for c in cheap] == [
+        ("embedding", None), ("embedding", "mpnet"), ("tfidf", None), ("length", None)]
     assert all(isinstance(c, TextRidge) for c in cheap)
     tags = est.__sklearn_tags__()
     assert tags.input_tags.string and not tags.input_tags.two_d_array
