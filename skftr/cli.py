@@ -447,7 +447,8 @@ def cmd_estimate(args):
         estimate_figure(tmp / "estimate.png", rows, y_rect, est.labeled_predictions_,
                         label)
         est.save(tmp / "model")
-    print(f"report written to {os.path.join(args.output, '')} (estimate.json, estimate.png, model/)")
+    print(f"report written to {os.path.join(args.output, '')} "
+          "(estimate.json, estimate.png, model/)")
     return 0
 
 

@@ -1,9 +1,9 @@
 """Predictors for the rectification and the fitted fold ensemble (docs/method.md §2).
 
 * :class:`TextRidge` — a cheap, closed-form predictor: ridge regression (penalty by
-  generalised cross-validation) on label-free features of the texts, frozen sentence
-  embeddings, TF-IDF word n-grams or the text's length. Fitted in seconds; the default companions of the
-  fine-tuned model.
+  generalised cross-validation) on label-free features of the texts: frozen sentence
+  embeddings, TF-IDF word n-grams or the text's length. Fitted in seconds; the default
+  companions of the fine-tuned model.
 * :class:`FoldEnsemble` — what ``FineTuneRectifyEstimator.fit`` leaves behind: the
   predictors fitted on each fold (one fold for the paper's single split), the user's
   score columns, and a ``predict`` that returns one column per predictor.
