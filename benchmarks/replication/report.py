@@ -194,8 +194,10 @@ def markdown(command, cells, comparisons, pooled, goals, plan):
               "| corpus | n | draws | default - cheap (savings points) |", "|---|---|---|---|"]
     lines += [f"| {r['corpus']} | {r['n']} | {r['draws']} | {_pct(r['difference'], r['se'])} |"
               for r in comparisons]
-    lines += [""] + [f"Coverage of {label} pooled over its {pooled[m]['draws']} draws: "
-                     f"{_num(pooled[m]['coverage'], '.3f')}." for m, label in TARGET_METHODS.items()]
+    lines.append("")
+    for method, label in TARGET_METHODS.items():
+        lines.append(f"Coverage of {label} pooled over its {pooled[method]['draws']} draws: "
+                     f"{_num(pooled[method]['coverage'], '.3f')}.")
     lines += ["", "## Incomplete cells", ""]
     if plan:
         total = sum(p["seconds"] for p in plan)
