@@ -113,20 +113,11 @@ def run_cell(corpus, n, method, draw, settings, feature_cache=None, config=None)
 
 
 def describe(method, settings):
-    """The configuration of a method as text, the same in every process.
+    """The configuration of a method: ``joblib.hash`` of its estimator, stable across
+    processes (``"classical"`` has none)."""
+    import joblib
 
-    Estimators are written as their class and parameters, recursively; functions and
-    classes by name (their repr holds a memory address).
-    """
-    def text(value):
-        if hasattr(value, "get_params") and not isinstance(value, type):
-            params = sorted(value.get_params(deep=False).items())
-            return f"{type(value).__name__}({', '.join(f'{k}={text(v)}' for k, v in params)})"
-        if isinstance(value, (list, tuple)):
-            return "[" + ", ".join(text(v) for v in value) + "]"
-        return getattr(value, "__qualname__", None) or repr(value)
-
-    return method if method == "classical" else text(make_estimator(method, 0, settings))
+    return method if method == "classical" else joblib.hash(make_estimator(method, 0, settings))
 
 
 def grid(corpora, budgets, methods, draws_finetuned, draws_cheap):
@@ -147,9 +138,13 @@ class Runner:
         self.settings = settings
         self.feature_cache = feature_cache
         self._cached = Memory(cache_dir, verbose=0).cache(run_cell, ignore=["feature_cache"])
+        self._configs = {}  # method -> describe(method): one per method, not per cell
 
     def _args(self, cell):
-        return (*cell, self.settings, self.feature_cache, describe(cell[2], self.settings))
+        method = cell[2]
+        if method not in self._configs:
+            self._configs[method] = describe(method, self.settings)
+        return (*cell, self.settings, self.feature_cache, self._configs[method])
 
     def is_cached(self, cell):
         return self._cached.check_call_in_cache(*self._args(cell))
