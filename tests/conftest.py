@@ -59,3 +59,63 @@ def tiny_llama_dir(tmp_path_factory):
     LlamaModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+# ------------------------------------------------------------------ seeds
+def pytest_addoption(parser):
+    parser.addoption("--seed", type=int, default=0,
+                     help="seed of every test's random draws (default 0); rerun a failure with "
+                          "the seed its report names")
+
+
+def pytest_report_header(config):
+    return f"skftr test seed: --seed {config.getoption('--seed')}"
+
+
+@pytest.fixture
+def seed(request):
+    """The run's seed (``--seed``), for tests meant to see fresh draws."""
+    return request.config.getoption("--seed")
+
+
+@pytest.fixture
+def rng(seed):
+    """A numpy Generator seeded from ``--seed``."""
+    import numpy as np
+
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(autouse=True)
+def _seed_global_generators(seed):
+    """Seed the global generators too (numpy's legacy one, ``random``, torch), so that no test
+    depends on the order the tests ran in."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+    except ImportError:  # the rectification tests need no torch
+        return
+    torch.manual_seed(seed)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        report.sections.append(("skftr seed", f"rerun with --seed {item.config.getoption('--seed')}"))
+
+
+def assert_same_estimate(result, reference):
+    """Two computations of one estimate agree to rounding: relative 1e-12, and absolute a
+    billionth of its standard error (a value near zero has no relative precision)."""
+    import numpy as np
+
+    np.testing.assert_allclose(result.value, reference.value, rtol=1e-12,
+                               atol=1e-9 * reference.stderr)
+    np.testing.assert_allclose(result.stderr, reference.stderr, rtol=1e-10)

@@ -33,8 +33,8 @@ def est():
 
 
 @pytest.fixture
-def unlabeled():
-    return make_texts(500, np.random.RandomState())[0]
+def unlabeled(seed):
+    return make_texts(500, np.random.RandomState(seed))[0]
 
 
 class Counting:
@@ -51,8 +51,8 @@ class Counting:
         monkeypatch.setattr(FoldEnsemble, "predict_fold", predict_fold)
 
 
-def test_assignment_depends_on_text_and_key_only_with_fold_shares():
-    rng = np.random.RandomState()
+def test_assignment_depends_on_text_and_key_only_with_fold_shares(seed):
+    rng = np.random.RandomState(seed)
     texts = make_texts(20_000, rng)[0]
     weights = np.array([0.5, 0.3, 0.2])
     folds = assign_folds(texts, weights, "a" * 64)

@@ -451,7 +451,7 @@ def test_plan_end_to_end(tmp_path, capsys, lora):
     assert (tmp_path / "plan" / "plan.png").stat().st_size > 10_000
 
 
-def test_plan_predicts_the_width_obtained():
+def test_plan_predicts_the_width_obtained(rng):
     """Synthetic numeric problem, the estimator with a cheap predictor (linear regression,
     model disabled): fitting at the planned budget on fresh draws gives the target width.
 
@@ -460,7 +460,6 @@ def test_plan_predicts_the_width_obtained():
     -20% / +15% of the plan (the plan errs on the side of more labels: its models saw
     fewer labels).
     """
-    rng = np.random.default_rng()
     N, width = 3000, 0.25
     X = rng.normal(size=(N, 3))
     y_all = X @ [1.0, -0.5, 0.8] + rng.normal(0, 1.2, N)

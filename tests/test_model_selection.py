@@ -152,12 +152,10 @@ def _ftr_problem(rng, n_labeled, n_unlabeled, d=3):
     return X, y
 
 
-def test_grid_search_over_the_estimators_n_finetune():
+def test_grid_search_over_the_estimators_n_finetune(rng):
     """The one-knob contract: candidates fine-tune n_finetune of the train labels, rectify
     with the rest, and are scored with the test labels joining their rectification, so the
     score is minus the variance of an estimate from the whole budget whatever test_size."""
-    seed = np.random.SeedSequence().entropy
-    rng = np.random.default_rng(seed)
     X, y = _ftr_problem(rng, 400, 3000)
     grid = [50, 100, 200]
     scores = {}
@@ -176,13 +174,13 @@ def test_grid_search_over_the_estimators_n_finetune():
     sigma2 = np.var(y[:400] - X[:400] @ np.full(3, 0.3))
     for s, v_small, v_large in zip(grid, scores[0.1], scores[0.3]):
         target = sigma2 * (1 + 3 / s) / (400 - s) + 0.27 / 3000
-        assert v_small == pytest.approx(target, rel=0.2), (seed, s)
-        assert v_large == pytest.approx(target, rel=0.2), (seed, s)
-    assert scores[0.1][0] < scores[0.1][2] and scores[0.3][0] < scores[0.3][2], seed
+        assert v_small == pytest.approx(target, rel=0.2)
+        assert v_large == pytest.approx(target, rel=0.2)
+    assert scores[0.1][0] < scores[0.1][2] and scores[0.3][0] < scores[0.3][2]
 
 
-def test_grid_search_candidate_that_does_not_fit_is_named():
-    X, y = _ftr_problem(np.random.default_rng(), 400, 500)
+def test_grid_search_candidate_that_does_not_fit_is_named(rng):
+    X, y = _ftr_problem(rng, 400, 500)
     est = FineTuneRectifyEstimator(Ridge(), crossfit=None)
     search = GridSearchCV(est, {"n_finetune": [315]}, error_score="raise",
                           cv=BudgetSplitter(budget=400, n_splits=2))  # 320 train labels
@@ -190,8 +188,8 @@ def test_grid_search_candidate_that_does_not_fit_is_named():
         search.fit(X, y)
 
 
-def test_splitter_as_the_estimators_single_split():
-    X, y = _ftr_problem(np.random.default_rng(), 300, 500)
+def test_splitter_as_the_estimators_single_split(rng):
+    X, y = _ftr_problem(rng, 300, 500)
     law = Law(0.5, 0.3, 0.1)
     splitter = BudgetSplitter(scaling_law=law, random_state=0)
     est = FineTuneRectifyEstimator(Ridge(), crossfit=None, n_finetune=splitter).fit(X, y)
