@@ -16,6 +16,7 @@ _EXPORTS = {
     "crossfit_mean": "skftr.rectify",
     "PredictionMoments": "skftr.rectify",
     "LoRARegressor": "skftr.lora",
+    "TopLayersRegressor": "skftr.finetune",
     "ScalingLaw": "skftr.scaling",
     "ScalingLawWarning": "skftr.exceptions",
     "Allocation": "skftr.allocation",

@@ -8,8 +8,9 @@ A saved model is a directory:
   :data:`TRUSTED` (scikit-learn's and numpy's are trusted by skops itself); a file
   naming any other type is refused.
 * ``members/<i>/`` — the weights of each torch model, as safetensors: fine-tuned LoRA
-  adapters (``LoRARegressor.save_adapter``); frozen embedders keep only their
-  parameters and reload their backbone.
+  adapters or top layers (``save_adapter`` of ``LoRARegressor`` and
+  ``TopLayersRegressor``); frozen embedders keep only their parameters and reload their
+  backbone.
 * ``manifest.json`` — format name and version, package version, and the sha256 of every
   file. Every hash is checked before anything is deserialised.
 
@@ -54,7 +55,7 @@ class _Saved:
 
 
 def _is_torch_model(obj):
-    return type(obj).__name__ in ("LoRARegressor", "SentenceEmbedder") and \
+    return type(obj).__name__ in ("LoRARegressor", "TopLayersRegressor", "SentenceEmbedder") and \
         type(obj).__module__.startswith("skftr.")
 
 
@@ -83,7 +84,7 @@ def _swap(obj, root, memo, saving):
                                             "estimator": _swap(obj.estimator, root, memo, True)})
     elif saving and _is_torch_model(obj):
         out = _Saved(type(obj).__name__, _simple_params(obj))
-        if type(obj).__name__ == "LoRARegressor" and hasattr(obj, "module_"):
+        if hasattr(obj, "save_adapter") and getattr(obj, "module_", None) is not None:
             out.path = f"members/{len(memo)}"
             obj.save_adapter(root / out.path)
     elif not saving and isinstance(obj, _Saved):
@@ -119,9 +120,12 @@ def _restore(saved, root):
         from .embedding import SentenceEmbedder
 
         return SentenceEmbedder(**saved.params).fit()
-    from .lora import LoRARegressor
+    if saved.kind == "TopLayersRegressor":
+        from .finetune import TopLayersRegressor as Model
+    else:
+        from .lora import LoRARegressor as Model
 
-    model = LoRARegressor(**saved.params)
+    model = Model(**saved.params)
     return model.load_adapter(root / saved.path) if saved.path else model
 
 

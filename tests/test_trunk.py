@@ -1,0 +1,195 @@
+"""skftr.trunk and skftr.finetune: the shared frozen pass, its disk cache, and the
+fine-tune of the top layers on it (tiny random backbones from conftest)."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from skftr.exceptions import UntrustedFileError
+from skftr.finetune import TopLayersRegressor, build_top_model
+from skftr.trunk import TrunkOutputs, TrunkSpec, cached_outputs, get_trunk, resolve_precision
+
+from conftest import TINY_WORDS
+
+
+def make_texts(rng, n):
+    texts = [" ".join(rng.choice(TINY_WORDS, rng.integers(2, 12))) for _ in range(n)]
+    score = {"good": 1.0, "great": 2.0, "excellent": 3.0, "bad": -1.0, "awful": -2.0}
+    y = np.array([sum(score.get(w, 0.0) for w in t.split()) for t in texts])
+    return texts, y + rng.normal(0, 0.3, n)
+
+
+@pytest.fixture(params=["tiny_bert_dir", "tiny_llama_dir"])
+def backbone(request):
+    return request.getfixturevalue(request.param)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_top_layers_on_the_trunk_states_give_the_last_layer(backbone, k, rng):
+    trunk = get_trunk(TrunkSpec.of(backbone, precision="fp32"))
+    texts, _ = make_texts(rng, 12)
+    out = trunk.run(texts, (trunk.state_layer(k),))
+    top = build_top_model(trunk, k, adapter="full").eval()
+    from skftr.finetune import TopLayersModule
+
+    module = TopLayersModule(top, trunk.spec.pooling, trunk.hidden_size).eval()
+    for i in range(len(texts)):
+        states = torch.tensor(np.asarray(out.token_states(trunk.state_layer(k), i), np.float32))
+        with torch.no_grad():
+            hidden = module.top(inputs_embeds=states[None], attention_mask=torch.ones(1, len(states),
+                                dtype=torch.long)).last_hidden_state
+        from skftr._hf import pool
+
+        pooled = pool(hidden, torch.ones(1, len(states), dtype=torch.long), trunk.spec.pooling)
+        # the states are kept in float16: agreement to its precision
+        np.testing.assert_allclose(pooled[0].numpy(), out.embeddings[i], atol=2e-2)
+
+
+def test_the_pass_keeps_the_input_order_and_lengths(tiny_bert_dir, rng):
+    trunk = get_trunk(TrunkSpec.of(tiny_bert_dir, precision="fp32"))
+    texts, _ = make_texts(rng, 30)
+    whole = trunk.run(texts, (1,))
+    one_by_one = TrunkOutputs.concat([trunk.run([t], (1,)) for t in texts])
+    np.testing.assert_allclose(whole.embeddings, one_by_one.embeddings, atol=1e-5)
+    np.testing.assert_array_equal(whole.offsets, one_by_one.offsets)
+    np.testing.assert_allclose(whole.states[1].astype(float), one_by_one.states[1].astype(float),
+                               atol=1e-2)
+    part = whole.take([3, 0])
+    np.testing.assert_array_equal(part.token_states(1, 0), whole.token_states(1, 3))
+    assert len(part) == 2 and part.offsets[-1] == whole.offsets[4] - whole.offsets[3] + \
+        whole.offsets[1]
+    chunks = list(trunk.stream(texts, (1,), chunk_size=7))
+    assert [start for start, _ in chunks] == [0, 7, 14, 21, 28]
+    np.testing.assert_allclose(TrunkOutputs.concat([c for _, c in chunks]).embeddings,
+                               whole.embeddings, atol=1e-5)
+
+
+def test_the_disk_cache_is_read_back_and_never_recomputed(tiny_bert_dir, rng, tmp_path,
+                                                          monkeypatch):
+    trunk = get_trunk(TrunkSpec.of(tiny_bert_dir, precision="fp32"))
+    texts, _ = make_texts(rng, 40)
+    direct = trunk.run(texts, (1,))
+    cached = cached_outputs(trunk, texts, (1,), memory=tmp_path)
+    np.testing.assert_allclose(np.asarray(cached.embeddings), direct.embeddings, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(cached.states[1]), direct.states[1])
+    assert isinstance(cached.states[1], np.memmap)
+    monkeypatch.setattr(type(trunk), "run", lambda *a, **k: pytest.fail("recomputed"))
+    again = cached_outputs(trunk, texts, (1,), memory=str(tmp_path))
+    np.testing.assert_array_equal(np.asarray(again.embeddings), np.asarray(cached.embeddings))
+    with pytest.raises(pytest.fail.Exception):  # other texts: another entry
+        cached_outputs(trunk, texts[:-1], (1,), memory=tmp_path)
+    assert not [p for p in (tmp_path / "skftr-trunk").iterdir() if p.name.startswith(".")]
+    with pytest.raises(TypeError, match="memory"):
+        cached_outputs(trunk, texts, (1,), memory=3)
+
+
+def test_precision_is_resolved_and_checked():
+    assert resolve_precision("fp32") == "fp32" and resolve_precision("bf16") == "bf16"
+    assert resolve_precision("auto") in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("int8")
+
+
+def test_state_layer_is_checked(tiny_bert_dir):
+    trunk = get_trunk(TrunkSpec.of(tiny_bert_dir))
+    assert trunk.state_layer(1) == 1 and trunk.state_layer(2) == 0
+    with pytest.raises(ValueError, match="top_layers=3 but the backbone has 2"):
+        trunk.state_layer(3)
+
+
+# ------------------------------------------------------------------ the fine-tune
+@pytest.fixture(scope="module")
+def data():
+    return make_texts(np.random.default_rng(0), 160)
+
+
+def fit_tiny(backbone, texts, y, **params):
+    params = {"max_epochs": 3, "batch_size": 8, "lr": 1e-2, "random_state": 0, **params}
+    return TopLayersRegressor(backbone, **params).fit(texts, y)
+
+
+@pytest.mark.parametrize("adapter", ["lora", "full"])
+def test_fit_predict_and_the_warm_start_check(tiny_bert_dir, data, adapter):
+    texts, y = data
+    model = fit_tiny(tiny_bert_dir, texts[:120], y[:120], adapter=adapter)
+    pred = model.predict(texts[120:])
+    assert pred.shape == (40,) and pred.dtype == np.float64 and np.all(np.isfinite(pred))
+    assert isinstance(model.warm_start_kept_, bool) and model.n_epochs_ >= 1
+    if model.warm_start_kept_:
+        assert model.best_epoch_ == 0 and not model.holdout_variance_ < model.warm_start_variance_
+    else:
+        assert model.holdout_variance_ < model.warm_start_variance_ and model.best_epoch_ >= 1
+    assert model.score(texts[120:], y[120:]) > 0.2  # the warm start already sees words
+    again = fit_tiny(tiny_bert_dir, texts[:120], y[:120], adapter=adapter)
+    np.testing.assert_allclose(again.predict(texts[120:]), pred, rtol=1e-5, atol=1e-6)
+
+
+def test_a_useless_fine_tune_keeps_the_ridge_and_skips_the_top_layers(tiny_bert_dir, data):
+    texts, y = data
+    model = fit_tiny(tiny_bert_dir, texts[:120], y[:120], lr=1e3, max_epochs=2)  # diverges
+    assert model.warm_start_kept_ and not model.needs_states()
+    trunk = get_trunk(model.trunk_spec())
+    from sklearn.linear_model import RidgeCV
+
+    from skftr.predictors import _ALPHAS
+
+    emb = trunk.run(texts).embeddings
+    ridge = RidgeCV(alphas=np.asarray(_ALPHAS)).fit(emb[:120], y[:120])
+    np.testing.assert_allclose(model.predict(texts[120:]), ridge.predict(emb[120:]), rtol=1e-4,
+                               atol=1e-4)
+
+
+def test_decoder_backbone(tiny_llama_dir, data):
+    texts, y = data
+    model = fit_tiny(tiny_llama_dir, texts[:120], y[:120], top_layers=2)
+    assert model.predict(texts[120:]).shape == (40,)
+
+
+def test_save_load_and_pickle_give_the_same_predictions(tiny_bert_dir, data, tmp_path):
+    texts, y = data
+    model = fit_tiny(tiny_bert_dir, texts[:120], y[:120], lr=1e-3)
+    pred = model.predict(texts[120:])
+    model.save_adapter(tmp_path / "m")
+    loaded = TopLayersRegressor().load_adapter(tmp_path / "m")
+    np.testing.assert_allclose(loaded.predict(texts[120:]), pred, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(model)).predict(texts[120:]), pred,
+                               rtol=1e-6, atol=1e-6)
+    weights = tmp_path / "m" / "top_layers.safetensors"
+    damaged = bytearray(weights.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
+    with pytest.raises(UntrustedFileError, match="damaged or altered"):
+        TopLayersRegressor().load_adapter(tmp_path / "m")
+    with pytest.raises(ValueError, match="not a directory written by save_adapter"):
+        TopLayersRegressor().load_adapter(tmp_path)
+
+
+def test_bad_input_is_named(tiny_bert_dir, data):
+    texts, y = data
+    with pytest.raises(ValueError, match="at least 16 rows"):
+        TopLayersRegressor(tiny_bert_dir).fit(texts[:10], y[:10])
+    with pytest.raises(ValueError, match="y"):
+        TopLayersRegressor(tiny_bert_dir).fit(texts[:40], y[:39])
+    with pytest.raises(ValueError, match="top_layers"):
+        TopLayersRegressor(tiny_bert_dir, top_layers=5).fit(texts[:40], y[:40])
+    with pytest.raises(ValueError, match="adapter"):
+        TopLayersRegressor(tiny_bert_dir, adapter="qlora").fit(texts[:40], y[:40])
+    with pytest.raises(ValueError, match=r"X\[1\]"):
+        TopLayersRegressor(tiny_bert_dir).fit(["good", ""] * 10, y[:20])
+
+
+def test_inside_the_estimator_saved_and_loaded(tiny_bert_dir, data, tmp_path):
+    from skftr import FineTuneRectifyEstimator, TextRidge
+
+    texts, y = data
+    y = y.copy()
+    y[100:] = np.nan
+    est = FineTuneRectifyEstimator(TopLayersRegressor(tiny_bert_dir, max_epochs=2, batch_size=8),
+                                   predictors=[TextRidge("tfidf")], crossfit=2,
+                                   random_state=0).fit(texts, y)
+    assert est.estimate_.ci[0] < est.estimate_.value < est.estimate_.ci[1]
+    est.save(tmp_path / "model")
+    loaded = FineTuneRectifyEstimator.load(tmp_path / "model")
+    np.testing.assert_allclose(loaded.predict(texts[:20]), est.predict(texts[:20]), rtol=1e-6,
+                               atol=1e-6)
