@@ -132,7 +132,7 @@ def fast_module(module, method="merged"):
     if method == "int8":
         from torch.ao.quantization import quantize_dynamic
 
-        target = getattr(module, "backbone", module)
+        target = getattr(module, "backbone", module).float()  # int8 from float32 weights
         quantized = quantize_dynamic(target, {torch.nn.Linear}, dtype=torch.qint8)
         if target is module:
             module = quantized

@@ -38,7 +38,7 @@ def backbone(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def embedder(backbone):
-    return SentenceEmbedder(backbone=backbone, batch_size=3).fit(TEXTS)
+    return SentenceEmbedder(backbone=backbone, batch_size=3, precision="fp32").fit(TEXTS)
 
 
 def test_shape_dtype_and_manual_mean_pooling(embedder):
@@ -59,16 +59,29 @@ def test_order_batching_and_padding_do_not_change_embeddings(embedder, backbone)
     perm = np.random.default_rng(0).permutation(len(TEXTS))
     np.testing.assert_allclose(embedder.transform([TEXTS[i] for i in perm]), out[perm],
                                rtol=1e-4, atol=1e-5)
-    single = SentenceEmbedder(backbone=backbone, batch_size=1).fit().transform(TEXTS)
+    single = SentenceEmbedder(backbone=backbone, batch_size=1,
+                              precision="fp32").fit().transform(TEXTS)
     np.testing.assert_allclose(single, out, rtol=1e-4, atol=1e-5)
     # different texts give different embeddings
     assert np.abs(out[0] - out[1]).max() > 1e-3
 
 
+def test_bf16_is_close_to_fp32_and_said(embedder, backbone):
+    """bf16 keeps about 3 significant digits: the embeddings agree to a few per mille of
+    their spread, and the precision in use is on ``precision_``."""
+    fast = SentenceEmbedder(backbone=backbone, batch_size=3, precision="bf16").fit()
+    assert fast.precision_ == "bf16" and embedder.precision_ == "fp32"
+    exact = embedder.transform(TEXTS)
+    np.testing.assert_allclose(fast.transform(TEXTS), exact, atol=0.03 * exact.std())
+    assert SentenceEmbedder(backbone=backbone).fit().precision_ in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        SentenceEmbedder(backbone=backbone, precision="fp16").fit()
+
+
 def test_cls_pooling_and_truncation(backbone):
     import torch
 
-    cls = SentenceEmbedder(backbone=backbone, pooling="cls").fit()
+    cls = SentenceEmbedder(backbone=backbone, pooling="cls", precision="fp32").fit()
     with torch.no_grad():
         tokens = cls.tokenizer_(TEXTS[:1], return_tensors="pt")
         first = cls.model_(**tokens).last_hidden_state[0, 0].numpy()

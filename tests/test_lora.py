@@ -70,7 +70,8 @@ class Probe(Callback):
 
 def frozen_ridge(backbone, X, y, X_test, pooling="mean"):
     """The warm start computed independently: RidgeCV on frozen SentenceEmbedder features."""
-    model = make_pipeline(SentenceEmbedder(backbone, max_length=256, pooling=pooling),
+    model = make_pipeline(SentenceEmbedder(backbone, max_length=256, pooling=pooling,
+                                           precision="fp32"),
                           RidgeCV(alphas=np.asarray(_ALPHAS)))
     return model.fit(X, y).predict(X_test)
 
