@@ -3,8 +3,9 @@
 1. The classical estimate (``lam = 0``, labels only) and its interval: the
    comparison every rectified estimate carries.
 2. The weights: 1 for ``"ppi"``; for ``"ppi++"`` the power-tuning weights of
-   :func:`~skftr.rectify._stats.power_tuning_weights`, with the gradients taken
-   at the classical estimate (consistent whatever the predictors).
+   :func:`~skftr.rectify._stats.power_tuning_weights` (predictors that do not
+   lower the variance by more than 2/n of it get weight 0), with the gradients
+   taken at the classical estimate (consistent whatever the predictors).
 3. The rectified estimate at those weights and its sandwich covariance
    (Angelopoulos, Duchi & Zrnic 2023; Wang, Ye & Zhao 2025, §2).
 """
@@ -60,7 +61,8 @@ def rectify(problem, method, alpha, *, n_labeled, n_unlabeled, n_folds=0):
         theta, stderr, ci = theta0, classical_se, classical_ci
     else:
         if lam is None:
-            lam = power_tuning_weights(*problem.covariances(theta0, classical=False))
+            lam = power_tuning_weights(*problem.covariances(theta0, classical=False),
+                                       n_labeled=n_labeled)
         theta = problem.fit(lam)
         lab, unl, hess_inv = problem.covariances(theta, classical=False)
         stderr, ci = problem.interval(theta, lam, sandwich(lab, unl, lam, hess_inv), alpha)

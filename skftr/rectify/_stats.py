@@ -14,7 +14,8 @@ covariance is::
 where ``C_lab`` and ``C_unl`` are the covariance matrices of the two sample
 means. This module holds the pieces every estimand shares: streaming moments,
 those covariances (pooled within folds for cross-fitting), the one power-tuning
-weight function and the sandwich.
+weight function (the optimum over the predictors that pay for their weight) and
+the sandwich.
 """
 import numpy as np
 from scipy.stats import norm
@@ -22,6 +23,11 @@ from scipy.stats import norm
 # Predictors whose gradient spread is below this fraction of the labels' carry
 # no information (constant up to rounding): they get weight 0.
 _NEGLIGIBLE = np.sqrt(np.finfo(float).eps)
+
+# A predictor keeps its power-tuning weight only if dropping it would raise the
+# estimated variance by more than _PRUNE / n of it (Mallows' Cp / AIC; see
+# power_tuning_weights).
+_PRUNE = 2.0
 
 
 def z_crit(alpha):
@@ -117,27 +123,34 @@ def _trace_products(cov, n_blocks, hess_inv):
     return np.einsum("aibj,ji->ab", blocks, square)
 
 
-def power_tuning_weights(cov_labeled, cov_unlabeled, hess_inv=None):
-    """PPI++ weights ``lam`` (one per predictor) minimizing ``tr Sigma(lam)``.
+def power_tuning_weights(cov_labeled, cov_unlabeled, hess_inv=None, *, n_labeled):
+    """PPI++ weights ``lam`` (one per predictor) minimizing ``tr Sigma(lam)`` over a pruned set.
 
     Angelopoulos, Duchi & Zrnic (2023), generalized to ``p`` predictors as in
-    docs/method.md §2.4. With ``T(C)_ab = tr(H^-1 C_ab H^-1)``::
+    docs/method.md §2.4. With ``T(C)_ab = tr(H^-1 C_ab H^-1)``, the optimum over
+    a set ``S`` of predictors is::
 
-        lam = [T(C_lab)_ff + T(C_unl)]^-1 T(C_lab)_fg
+        lam_S = [T(C_lab)_ff + T(C_unl)]_S^-1 T(C_lab)_fg,S
+        V(S)  = T(C_lab)_gg - T(C_lab)_gf,S lam_S           (= tr Sigma(lam_S))
 
     For the mean (``H = 1``) this is ``lam = (Cov_lab(f)/n + Cov_unl(f)/m)^-1
     Cov_lab(f, Y)/n``, i.e. ``((1 + n/m) Cov(f))^-1 Cov(f, Y)`` when one
     estimate of ``Cov(f)`` serves both sides. Each side is estimated on its own
     units, so ``lam`` minimizes exactly the variance the interval reports (and
     out-of-fold and fold-averaged predictions, whose spreads differ, are handled
-    alike).
+    alike). Each system is solved on the correlation scale by least squares
+    (minimum norm).
 
-    The weights are not clipped: any fixed ``lam`` gives a consistent estimate
-    (only the variance depends on it), a consistent estimate of the optimum keeps
-    the asymptotic variance, and the optimum of several correlated predictors, or
-    of a shrunk one (a ridge's is above 1), lies outside [0, 1]. The system is
-    solved on the correlation scale by least squares (minimum norm), so a
-    constant predictor gets weight 0 and collinear predictors share theirs.
+    ``S`` starts from the predictors with spread (a constant one gets weight 0)
+    and is pruned backwards (Mallows' Cp / AIC): while its cheapest predictor
+    ``j`` has ``V(S \\ j) - V(S) <= 2 V(S) / n``, ``j`` is dropped (weight 0).
+    An estimated weight makes ``V(S)`` under-report the variance by about
+    ``V/n`` and adds as much noise, so a predictor that lowers it by less than
+    ``2/n`` does not pay for its weight (and, nearly constant or nearly
+    collinear with the others, would get an extreme one fitted to noise). The
+    kept weights are the plain optimum: not shrunk, not clipped (correlated or
+    shrunk predictors have theirs outside [0, 1]); any fixed ``lam`` gives a
+    consistent estimate, so pruning changes only the variance.
 
     Parameters
     ----------
@@ -147,6 +160,8 @@ def power_tuning_weights(cov_labeled, cov_unlabeled, hess_inv=None):
         Covariance of the unlabeled means of ``(g~_1, ..., g~_p)``.
     hess_inv : ndarray of shape (d, d) or None
         Inverse Hessian; None for the identity.
+    n_labeled : int
+        Number of labeled units ``n`` (the noise scale of the weights).
 
     Returns
     -------
@@ -156,13 +171,29 @@ def power_tuning_weights(cov_labeled, cov_unlabeled, hess_inv=None):
     lab = _trace_products(cov_labeled, cov_labeled.shape[0] // d, hess_inv)
     p = lab.shape[0] - 1
     var = lab[1:, 1:] + _trace_products(cov_unlabeled, p, hess_inv)
+    cross = lab[1:, 0]
     scale = np.sqrt(np.clip(np.diag(var), 0.0, None))
-    live = scale > _NEGLIGIBLE * np.sqrt(max(lab[0, 0], 0.0))
+
+    def optimum(subset):
+        """``(lam_S, V(S))`` over the predictors ``subset`` (a list of indices)."""
+        if not subset:
+            return np.zeros(0), lab[0, 0]
+        s = scale[subset]
+        corr = var[np.ix_(subset, subset)] / np.outer(s, s)
+        weights = np.linalg.lstsq(corr, cross[subset] / s, rcond=1e-10)[0] / s
+        return weights, lab[0, 0] - cross[subset] @ weights
+
+    keep = [j for j in range(p) if scale[j] > _NEGLIGIBLE * np.sqrt(max(lab[0, 0], 0.0))]
+    weights, value = optimum(keep)
+    while keep:
+        costs = [optimum(keep[:i] + keep[i + 1:])[1] - value for i in range(len(keep))]
+        i = int(np.argmin(costs))
+        if costs[i] > _PRUNE * max(value, 0.0) / n_labeled:
+            break
+        del keep[i]
+        weights, value = optimum(keep)
     lam = np.zeros(p)
-    if live.any():
-        s = scale[live]
-        corr = var[np.ix_(live, live)] / np.outer(s, s)
-        lam[live] = np.linalg.lstsq(corr, lab[1:, 0][live] / s, rcond=1e-10)[0] / s
+    lam[keep] = weights
     return lam
 
 
