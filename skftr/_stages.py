@@ -20,6 +20,9 @@ from ._inputs import resolve_size
 from .predictors import FoldEnsemble, TextRidge, _name, _predict
 
 _INT_MAX = np.iinfo(np.int32).max
+# the backbone the default model fine-tunes: the strongest of the default predictors'
+# (benchmarks/RESULTS.md), so that its trunk pass is shared with that backbone's ridge
+DEFAULT_BACKBONE = "mpnet"
 
 
 def seed(model, rng):
@@ -56,13 +59,13 @@ def make_predictors(est, rng):
 
 def _make_model(est):
     if est.model is None:
-        from .lora import LoRARegressor
+        from .finetune import TopLayersRegressor
 
-        model = LoRARegressor()
+        model = TopLayersRegressor(DEFAULT_BACKBONE)
     else:
         model = clone(est.model)
     params = model.get_params()
-    if "loss" in params and hasattr(model, "initialize_criterion"):
+    if "loss" in params and (hasattr(model, "initialize_criterion") or hasattr(model, "fit_trunk")):
         model.set_params(loss=est.loss)
     elif not (isinstance(est.loss, str) and est.loss in ("variance", "mse")):
         raise ValueError(f"loss={est.loss!r} needs a model that takes a loss "
@@ -197,15 +200,23 @@ def _check_split(est, k, n_r, n):
 
 
 def fit_folds(predictors, X, y, scores, split, *, text_input, score_names=(), inference=None,
-              n_jobs=None, verbose=0):
+              n_jobs=None, memory=None, verbose=0):
     """Fit every predictor on every fold; predict each fold's rectification and unlabeled rows.
 
-    :class:`~skftr.predictors.TextRidge` features carry no label, so they are computed
-    once for every row and only the ridge is refitted per fold; the other predictors
-    (the fine-tuned model) are cloned and fitted per fold, in parallel with joblib
-    (``n_jobs``; a Dask or Ray joblib backend scales them out). ``inference`` turns each
-    fitted torch model into its fast copy (:func:`skftr.inference.optimize`) before it
-    predicts anything. ``verbose`` shows one progress bar over all the fits.
+    Three kinds of predictor, each fitted where it is cheapest:
+
+    * readers of a frozen trunk (:class:`~skftr.predictors.TextRidge` embeddings and
+      :class:`~skftr.finetune.TopLayersRegressor`; ``trunk_spec()``): one trunk pass per
+      backbone serves all of them (:func:`_fit_trunk_readers`, docs/method.md §3.4), kept on
+      disk under ``memory`` when given;
+    * other :class:`~skftr.predictors.TextRidge` features (TF-IDF, length) carry no label,
+      so they are computed once for every row and only the ridge is refitted per fold;
+    * any other model (``LoRARegressor``, a user's pipeline) is cloned and fitted per
+      fold, in parallel with joblib (``n_jobs``; a Dask or Ray joblib backend scales them
+      out). ``inference`` turns each fitted torch model into its fast copy
+      (:func:`skftr.inference.optimize`) before it predicts anything.
+
+    ``verbose`` shows one progress bar over all the fits.
 
     Returns
     -------
@@ -214,30 +225,45 @@ def fit_folds(predictors, X, y, scores, split, *, text_input, score_names=(), in
         Out-of-fold predictions of the rectification rows.
     f_unlabeled : ndarray (m, p)
         Predictions of the unlabeled rows by their assigned fold.
+    seconds : dict
+        Wall time of each stage (``"models"``, ``"feature ridges"``, then per trunk its
+        labeled pass, its readers' fits and its unlabeled pass).
     """
+    from time import perf_counter
+
     k = len(split.train)
     targets = [np.concatenate([split.rectify[split.folds == f],
                                split.unlabeled[split.folds_unlabeled == f]]) for f in range(k)]
     members = [[None] * len(predictors) for _ in range(k)]
     preds = [np.empty((t.size, len(predictors))) for t in targets]
-    heavy = [j for j, p in enumerate(predictors) if not isinstance(p, TextRidge)]
+    groups = trunk_groups(predictors) if text_input else {}
+    readers = [j for js in groups.values() for j in js]
+    ridges = [j for j, p in enumerate(predictors) if isinstance(p, TextRidge) and j not in readers]
+    heavy = [j for j in range(len(predictors)) if j not in readers and j not in ridges]
     tasks = [(f, j) for j in heavy for f in range(k)]
-    bar = _progress(verbose, len(tasks) + len(predictors) - len(heavy))
+    bar = _progress(verbose, len(tasks) + len(ridges) + k * len(readers))
     tick = lambda label: (bar.set_postfix_str(label), bar.update(1))  # noqa: E731
+    seconds, start = {}, perf_counter()
     results = Parallel(n_jobs=n_jobs, return_as="generator")(
         delayed(_fit_predict)(predictors[j], X[split.train[f]], y[split.train[f]],
                               X[targets[f]], text_input, inference) for f, j in tasks)
     for (f, j), (fitted, pred) in zip(tasks, results):
         members[f][j], preds[f][:, j] = fitted, pred
         tick(f"fold {f + 1}/{k}: {_name(predictors[j])}")
-    for j, predictor in enumerate(predictors):
-        if j in heavy:
-            continue
-        features, Z = predictor.featurize(X.tolist())
+    if tasks:
+        seconds["models"], start = perf_counter() - start, perf_counter()
+    for j in ridges:
+        features, Z = predictors[j].featurize(X.tolist())
         for f in range(k):
-            fitted = clone(predictor).fit_features(features, Z[split.train[f]], y[split.train[f]])
+            fitted = clone(predictors[j]).fit_features(features, Z[split.train[f]],
+                                                       y[split.train[f]])
             members[f][j], preds[f][:, j] = fitted, fitted.predict_features(Z[targets[f]])
-        tick(f"{_name(predictor)} on {k} fold(s)")
+        tick(f"{_name(predictors[j])} on {k} fold(s)")
+    if ridges:
+        seconds["feature ridges"] = perf_counter() - start
+    for spec, js in groups.items():
+        seconds.update(_fit_trunk_readers(spec, {j: predictors[j] for j in js}, X, y, split,
+                                          members, preds, memory, tick))
     bar.close()
 
     p = len(predictors) + (0 if scores is None else scores.shape[1])
@@ -250,7 +276,121 @@ def fit_folds(predictors, X, y, scores, split, *, text_input, score_names=(), in
     names = [_name(p) for p in predictors] + list(score_names)
     ensemble = FoldEnsemble(members, weights, names, 0 if scores is None else scores.shape[1],
                             text_input)
-    return ensemble, f_rect, f_unl
+    return ensemble, f_rect, f_unl, seconds
+
+
+def trunk_groups(predictors):
+    """``{TrunkSpec: [j, ...]}``: the predictors (positions) that read each frozen trunk."""
+    groups = {}
+    for j, predictor in enumerate(predictors):
+        spec = predictor.trunk_spec() if hasattr(predictor, "trunk_spec") else None
+        if spec is not None:
+            groups.setdefault(spec, []).append(j)
+    return groups
+
+
+def _fit_trunk_readers(spec, readers, X, y, split, members, preds, memory, tick):
+    """Fit and predict, fold by fold, the ``readers`` ``{j: predictor}`` of one trunk.
+
+    One pass of the trunk over the labeled rows gives the pooled embeddings (the ridges)
+    and the token states after layer ``L - k`` (the top-layer fine-tunes), held in memory;
+    each fold's readers are fitted on its training rows and predict its rectification
+    rows. The unlabeled rows then stream through the trunk chunk by chunk, each row
+    predicted by its fold's readers, so no token state of the unlabeled set outlives its
+    chunk (docs/method.md §3.4). With ``memory`` the pass over all of ``X`` is read from
+    (or written once to) the disk cache of :func:`skftr.trunk.cached_outputs` instead.
+    Returns the wall time of the three stages.
+    """
+    from pathlib import Path
+    from time import perf_counter
+
+    from .trunk import cached_outputs, get_trunk
+
+    name, start = Path(spec.path).name, perf_counter()
+    trunk = get_trunk(spec)
+    layers = sorted({layer for p in readers.values() if hasattr(p, "trunk_layers")
+                     for layer in p.trunk_layers(trunk)})
+    labeled = np.unique(np.concatenate(split.train + [split.rectify]))
+    position = np.full(X.shape[0], -1)
+    position[labeled] = np.arange(labeled.size)
+    cached = cached_outputs(trunk, X.tolist(), layers, memory) if memory is not None else None
+    outputs = cached.take(labeled) if cached is not None else trunk.run(X[labeled].tolist(), layers)
+    seconds = {f"{name} trunk, labeled rows": perf_counter() - start}
+    start, k = perf_counter(), len(split.train)
+    for f in range(k):
+        train = position[split.train[f]]
+        rectify = position[split.rectify[split.folds == f]]
+        for j, predictor in readers.items():
+            members[f][j] = _fit_reader(predictor, outputs.take(train), y[split.train[f]])
+            preds[f][:rectify.size, j] = _predict_reader(members[f][j], outputs.take(rectify))
+            tick(f"fold {f + 1}/{k}: {_name(predictor)}")
+    seconds[f"{name} readers, {k} fold(s)"], start = perf_counter() - start, perf_counter()
+    # the unlabeled rows: position of each in its fold's target rows, then chunk by chunk
+    n_rect = np.bincount(split.folds, minlength=k)
+    slot = np.empty(split.unlabeled.size, dtype=int)
+    for f in range(k):
+        mine = np.flatnonzero(split.folds_unlabeled == f)
+        slot[mine] = n_rect[f] + np.arange(mine.size)
+    states = layers if any(_needs_states(members[f][j]) for f in range(k) for j in readers) else ()
+    if cached is not None:
+        chunks = ((start, cached.take(split.unlabeled[start:start + _CHUNK]))
+                  for start in range(0, split.unlabeled.size, _CHUNK))
+    else:
+        chunks = trunk.stream(X[split.unlabeled].tolist(), states, chunk_size=_CHUNK)
+    for start, chunk in chunks:
+        rows = np.arange(start, start + len(chunk))
+        for f in range(k):
+            mine = np.flatnonzero(split.folds_unlabeled[rows] == f)
+            if mine.size:
+                part = chunk.take(mine)
+                for j in readers:
+                    preds[f][slot[rows[mine]], j] = _predict_reader(members[f][j], part)
+    seconds[f"{name} trunk and readers, unlabeled rows"] = perf_counter() - start
+    return seconds
+
+
+_CHUNK = 2048  # unlabeled texts per streamed chunk of the trunk
+
+
+def fit_info(ensemble, seconds):
+    """What a fit did, JSON-friendly (``estimate_.fit_info``): the precision each frozen
+    trunk ran in, per fine-tuned model its layers and whether each fold kept its
+    fine-tune or fell back to the warm start, and the seconds of each stage."""
+    trunks, finetunes = {}, []
+    for j, name in enumerate(ensemble.names[:len(ensemble.members[0])]):
+        first = ensemble.members[0][j]
+        precision = getattr(first, "trunk_precision_", None) or \
+            getattr(getattr(first, "features_", None), "precision_", None)
+        if precision is not None:
+            trunks[name] = precision
+        if hasattr(first, "warm_start_kept_"):
+            folds = [m[j] for m in ensemble.members]
+            finetunes.append({"predictor": name,  # LoRARegressor: every layer, LoRA
+                              "top_layers": getattr(first, "n_top_layers_", "all"),
+                              "adapter": getattr(first, "adapter", "lora"),
+                              "fine_tune_kept": [not m.warm_start_kept_ for m in folds],
+                              "epochs": [getattr(m, "best_epoch_", m.n_epochs_) for m in folds]})
+    return {"trunks": trunks, "fine_tunes": finetunes,
+            "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+
+
+def _fit_reader(predictor, outputs, y):
+    """A clone of a trunk reader fitted on a trunk pass ``outputs`` of its training rows."""
+    fitted = clone(predictor)
+    if isinstance(fitted, TextRidge):
+        features = fitted.make_features().fit()
+        return fitted.fit_features(features, outputs.embeddings.astype(np.float64), y)
+    return fitted.fit_trunk(outputs, y)
+
+
+def _predict_reader(fitted, outputs):
+    if isinstance(fitted, TextRidge):
+        return fitted.predict_features(outputs.embeddings.astype(np.float64))
+    return fitted.predict_trunk(outputs)
+
+
+def _needs_states(fitted):
+    return hasattr(fitted, "needs_states") and fitted.needs_states()
 
 
 def _progress(verbose, total):

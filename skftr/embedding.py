@@ -13,7 +13,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._hf import pool, quiet, resolve_backbone, resolve_device, torch_threads
+from ._hf import torch_threads
 from ._inputs import check_texts
 
 __all__ = ["SentenceEmbedder"]
@@ -22,9 +22,9 @@ __all__ = ["SentenceEmbedder"]
 class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Texts -> pooled hidden states of a frozen transformers encoder.
 
-    ``fit`` loads the tokenizer and ``transformers.AutoModel`` (nothing is trained);
-    ``transform`` runs batched inference under ``torch.inference_mode`` with texts
-    sorted by length (less padding) and pools the last hidden states:
+    A reader of the backbone's shared frozen trunk (:mod:`skftr.trunk`): ``fit`` loads it
+    (once per process, nothing is trained); ``transform`` is its pass (length-sorted
+    batches, dynamic padding, ``torch.inference_mode``) and pools the last hidden states:
     ``"mean"`` averages the tokens under the attention mask (the sentence-transformers
     pooling of all-MiniLM-L6-v2), ``"cls"`` takes the first token.
 
@@ -51,8 +51,10 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     Attributes
     ----------
+    spec_ : skftr.trunk.TrunkSpec
+        The trunk read.
     tokenizer_, model_ :
-        The loaded tokenizer and frozen encoder (eval mode).
+        The trunk's tokenizer and frozen encoder (eval mode; shared, not copied).
     n_features_out_ : int
         Embedding dimension (the encoder's hidden size).
     precision_ : str
@@ -89,28 +91,21 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._validate_params()
         if X is not None:
             check_texts(X)
-        from transformers import AutoModel, AutoTokenizer
+        from .trunk import get_trunk
 
-        import torch
-
-        from .trunk import resolve_precision
-
-        path = resolve_backbone(self.backbone)
-        device = resolve_device(self.device)
-        self.precision_ = resolve_precision(self.precision, device)
-        dtype = torch.bfloat16 if self.precision_ == "bf16" else torch.float32
-        try:
-            with quiet(0):
-                self.tokenizer_ = AutoTokenizer.from_pretrained(path, local_files_only=True)
-                self.model_ = AutoModel.from_pretrained(path, local_files_only=True,
-                                                        dtype=dtype).to(device).eval()
-        except (OSError, ValueError) as error:
-            raise ValueError(f"backbone {path!r} could not be loaded as a transformers "
-                             f"encoder: {error}") from error
-        self.model_.requires_grad_(False)
-        self.device_ = device
-        self.n_features_out_ = int(self.model_.config.hidden_size)
+        self.spec_ = self.trunk_spec()
+        trunk = get_trunk(self.spec_)
+        self.tokenizer_, self.model_ = trunk.tokenizer, trunk.model
+        self.precision_, self.device_ = self.spec_.precision, self.spec_.device
+        self.n_features_out_ = trunk.hidden_size
         return self
+
+    def trunk_spec(self):
+        """The :class:`~skftr.trunk.TrunkSpec` of this embedding (parameters resolved)."""
+        from .trunk import TrunkSpec
+
+        return TrunkSpec.of(self.backbone, self.max_length, self.pooling, self.precision,
+                            self.device)
 
     @property
     def _n_features_out(self):
@@ -129,20 +124,12 @@ class SentenceEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self, "model_")
         texts = check_texts(X)
-        import torch
+        from .trunk import get_trunk
 
-        order = np.argsort([len(text) for text in texts], kind="stable")[::-1]
-        out = np.empty((len(texts), self.n_features_out_))
-        with torch_threads(self.n_threads), torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                rows = order[start:start + self.batch_size]
-                batch = self.tokenizer_([texts[i] for i in rows], padding=True,
-                                        truncation=True, max_length=self.max_length,
-                                        return_tensors="pt").to(self.device_)
-                hidden = self.model_(**batch).last_hidden_state
-                pooled = pool(hidden, batch["attention_mask"], self.pooling)
-                out[rows] = pooled.float().cpu().numpy()
-        return out
+        with torch_threads(self.n_threads):
+            outputs = get_trunk(self.spec_).run(texts, module=self.model_,
+                                                max_rows=self.batch_size)
+        return outputs.embeddings.astype(np.float64)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -5,6 +5,7 @@ the stages (:mod:`skftr._stages`: folds or the paper's split, the fitted
 :class:`~skftr.predictors.FoldEnsemble`) and to the rectification (:mod:`skftr.rectify`).
 The method is in docs/method.md (Wang, Ye & Zhao 2025).
 """
+import os
 import sys
 import time
 import warnings
@@ -39,8 +40,10 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     model : regressor, "drop" or None, default=None
-        The model to fine-tune: None is ``LoRARegressor()`` (MiniLM + LoRA, texts in);
-        any scikit-learn regressor; ``"drop"`` uses only ``predictors``.
+        The model to fine-tune: None is ``TopLayersRegressor("mpnet")`` (LoRA on the top
+        layer of all-mpnet-base-v2, reading the frozen trunk it shares with the mpnet
+        ridge; docs/method.md §3.4); any scikit-learn regressor (``LoRARegressor`` for
+        every layer); ``"drop"`` uses only ``predictors``.
     predictors : "auto", list of regressors or None, default="auto"
         More predictors fitted on the same folds and rectified together with the model:
         ``"auto"`` is ridges on frozen MiniLM and all-mpnet-base-v2 sentence embeddings,
@@ -83,6 +86,11 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         same predictor and validity holds: None, as trained; "merged", LoRA merged into
         the weights (same numbers, 1.15x faster); "int8", also dynamic int8 quantisation
         (1.7x, residual variance +2-4%; ``benchmarks/RESULTS.md``).
+    memory : str, joblib.Memory or None, default=None
+        A directory (or ``joblib.Memory``) where the frozen trunks' passes over ``X`` are
+        kept (:func:`skftr.trunk.cached_outputs`, keyed by backbone, settings and the
+        texts), so refits, draws and grid searches on the same texts never run a trunk
+        twice. None: each fit makes its pass and streams the unlabeled rows.
     verbose : int, default=0
         A progress bar over the fit when positive.
 
@@ -132,6 +140,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "inference": [StrOptions({"merged", "int8"}), None],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
         "verbose": ["verbose"],
     }
 
@@ -139,7 +148,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
                  n_finetune="auto", scaling_law=None, method="ppi++", estimand="mean", q=0.5,
                  alpha=0.05, text_column=None, score_columns=None, pilot_sizes=None,
                  pilot_repeats=2, min_rectify=10, random_state=None, n_jobs=None, n_threads=None,
-                 inference=None, verbose=0):
+                 inference=None, memory=None, verbose=0):
         self.model = model
         self.predictors = predictors
         self.loss = loss
@@ -159,6 +168,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.n_threads = n_threads
         self.inference = inference
+        self.memory = memory
         self.verbose = verbose
 
     def __sklearn_tags__(self):
@@ -203,10 +213,12 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
             split = _stages.crossfit_split(labeled, unlabeled, self.crossfit, rng)
         else:
             split = _stages.single_split(self, X, y, labeled, unlabeled, predictors[0], rng)
-        self.model_, f_r, f_u = _stages.fit_folds(
+        split_seconds = time.perf_counter() - start
+        self.model_, f_r, f_u, seconds = _stages.fit_folds(
             predictors, X, y, scores, split, text_input=X.dtype == object,
             score_names=list(self.score_columns or ()), inference=self.inference, n_jobs=self.n_jobs,
-            verbose=self.verbose)
+            memory=self.memory, verbose=self.verbose)
+        rectify_start = time.perf_counter()
         self.assignment_key_ = f"{rng.randint(np.iinfo(np.int32).max):08x}"
         self._unlabeled_rows, self._n_rows = split.unlabeled, X.shape[0]
         self._seen = row_keys(X[np.unique(np.concatenate(split.train))])
@@ -220,7 +232,10 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         self.n_folds_ = len(split.train)
         self.n_finetune_ = int(labeled.size if self.crossfit else split.train[0].size)
         self.allocation_ = allocation
-        self.estimate_ = replace(self.estimate_, allocation=allocation)
+        seconds = {"split": split_seconds, **seconds,
+                   "rectify": time.perf_counter() - rectify_start}
+        self.estimate_ = replace(self.estimate_, allocation=allocation,
+                                 fit_info=_stages.fit_info(self.model_, seconds))
         self.fit_time_ = time.perf_counter() - start
         return self
 

@@ -83,6 +83,12 @@ class TextRidge(RegressorMixin, BaseEstimator):
 
         return SentenceEmbedder(backbone=self.backbone, max_length=self.max_length)
 
+    def trunk_spec(self):
+        """The :class:`~skftr.trunk.TrunkSpec` the embedding reads (None for TF-IDF and
+        length): inside ``FineTuneRectifyEstimator`` one trunk pass per spec serves every
+        reader (:func:`skftr._stages.fit_folds`)."""
+        return self.make_features().trunk_spec() if self.features == "embedding" else None
+
     def featurize(self, texts):
         """The featurizer fitted on ``texts`` and their features (cached with ``memory``)."""
         from sklearn.utils.validation import check_memory

@@ -50,12 +50,26 @@ def estimate_table(rows):
 
 
 def fit_summary(est):
-    """One line on what the fit did: folds, predictors and their weights, sizes, time."""
+    """What the fit did: folds, predictors and their weights, sizes, time; then the frozen
+    trunks' precision, the fine-tunes (layers, folds that kept them) and the stage times."""
     lam = ", ".join(f"{v:.2f}" for v in np.atleast_1d(est.lam_))
     folds = f"{est.n_folds_} folds" if est.n_folds_ > 1 else "single split"
-    return (f"{est.estimate_.method}, {folds}; predictors: {', '.join(est.predictor_names_)}; "
-            f"λ = {lam}; {est.n_rectify_} labeled and {est.n_unlabeled_} unlabeled rows; "
-            f"fit in {est.fit_time_:.0f} s")
+    lines = [f"{est.estimate_.method}, {folds}; predictors: {', '.join(est.predictor_names_)}; "
+             f"λ = {lam}; {est.n_rectify_} labeled and {est.n_unlabeled_} unlabeled rows; "
+             f"fit in {est.fit_time_:.0f} s"]
+    info = est.estimate_.fit_info or {}
+    if info.get("trunks"):
+        lines.append("frozen trunks: " + ", ".join(f"{name} ({precision})" for name, precision
+                                                   in info["trunks"].items()))
+    for tune in info.get("fine_tunes", ()):
+        kept = tune["fine_tune_kept"]
+        lines.append(f"{tune['predictor']}: top {tune['top_layers']} layer(s) fine-tuned "
+                     f"({tune['adapter']}), kept in {sum(kept)} of {len(kept)} fold(s) (else "
+                     f"the warm-start ridge), best epochs {tune['epochs']}")
+    if info.get("seconds"):
+        lines.append("stages: " + "; ".join(f"{stage} {sec:.0f} s" for stage, sec
+                                            in info["seconds"].items()))
+    return "\n".join(lines)
 
 
 def estimate_figure(path, rows, y, predictions, label):

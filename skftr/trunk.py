@@ -184,10 +184,16 @@ class Trunk:
         """A padded batch (``input_ids``, ``attention_mask``) of token id lists."""
         return self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.spec.device)
 
-    def run(self, texts, layers=(), ids=None):
-        """The pass over ``texts`` (all in memory): :class:`TrunkOutputs`."""
+    def run(self, texts, layers=(), ids=None, module=None, max_rows=None):
+        """The pass over ``texts`` (all in memory): :class:`TrunkOutputs`.
+
+        ``ids``: the texts already tokenized; ``module``: a stand-in for the backbone
+        with the same call (a faster copy, :mod:`skftr.inference`); ``max_rows``: texts
+        per forward pass at most (else as many as fit ``_BATCH_TOKENS`` tokens).
+        """
         ids = self.tokenize(texts) if ids is None else ids
-        return self._run_ids(ids, tuple(layers))
+        return self._run_ids(ids, tuple(layers), self.model if module is None else module,
+                             max_rows)
 
     def stream(self, texts, layers=(), chunk_size=_CHUNK):
         """``(start, outputs)`` for consecutive chunks of ``texts``: token states of one
@@ -195,7 +201,7 @@ class Trunk:
         for start in range(0, len(texts), chunk_size):
             yield start, self.run(texts[start:start + chunk_size], layers)
 
-    def _run_ids(self, ids, layers):
+    def _run_ids(self, ids, layers, module, max_rows):
         import torch
 
         n, d = len(ids), self.hidden_size
@@ -205,9 +211,9 @@ class Trunk:
         states = {layer: np.empty((offsets[-1], d), dtype=np.float16) for layer in layers}
         order = np.argsort(-lengths, kind="stable")
         with torch.inference_mode():
-            for batch in _length_batches(order, lengths):
+            for batch in _length_batches(order, lengths, max_rows):
                 x = self.pad([ids[i] for i in batch])
-                out = self.model(**x, output_hidden_states=bool(layers))
+                out = module(**x, output_hidden_states=bool(layers))
                 embeddings[batch] = pool(out.last_hidden_state, x["attention_mask"],
                                          self.spec.pooling).float().cpu().numpy()
                 for layer in layers:
@@ -217,13 +223,13 @@ class Trunk:
         return TrunkOutputs(embeddings, offsets, states)
 
 
-def _length_batches(order, lengths):
+def _length_batches(order, lengths, max_rows=None):
     """Consecutive batches of ``order`` (longest first) of at most ``_BATCH_TOKENS``
-    padded tokens each."""
+    padded tokens (and ``max_rows`` texts) each."""
     start = 0
     while start < order.size:
         width = max(1, int(lengths[order[start]]))
-        stop = start + max(1, _BATCH_TOKENS // width)
+        stop = start + min(max(1, _BATCH_TOKENS // width), max_rows or order.size)
         yield order[start:stop]
         start = stop
 

@@ -57,13 +57,15 @@ def tiny_lora(backbone, **params):
     return LoRARegressor(**{**defaults, **params})
 
 
-def test_default_model_is_lora_minilm_with_cheap_predictors():
-    from skftr import _stages
+def test_default_model_is_the_mpnet_top_layer_with_cheap_predictors():
+    from skftr import TopLayersRegressor, _stages
     from skftr.predictors import TextRidge
 
     est = FineTuneRectifyEstimator()
     model, *cheap = _stages.make_predictors(est, np.random.RandomState(0))
-    assert isinstance(model, LoRARegressor) and model.backbone is None
+    assert isinstance(model, TopLayersRegressor) and model.backbone == "mpnet"
+    # the model reads the same frozen trunk as the mpnet ridge: one pass serves both
+    assert model.trunk_spec() == cheap[1].trunk_spec()
     assert model.get_params()["loss"] == "variance" and isinstance(model.random_state, int)
     assert [(c.features, c.backbone) for c in cheap] == [
         ("embedding", None), ("embedding", "mpnet"), ("tfidf", None), ("length", None)]

@@ -193,3 +193,112 @@ def test_inside_the_estimator_saved_and_loaded(tiny_bert_dir, data, tmp_path):
     loaded = FineTuneRectifyEstimator.load(tmp_path / "model")
     np.testing.assert_allclose(loaded.predict(texts[:20]), est.predict(texts[:20]), rtol=1e-6,
                                atol=1e-6)
+
+
+# ------------------------------------------------------------------ shared inside the estimator
+@pytest.fixture(autouse=False)
+def fp32(monkeypatch):
+    """``precision="auto"`` resolves to float32 (exact comparisons on any CPU)."""
+    import skftr.trunk
+
+    monkeypatch.setattr(skftr.trunk, "native_bf16", lambda device="cpu": False)
+
+
+def _shared_estimator(backbone, **params):
+    from skftr import FineTuneRectifyEstimator, TextRidge
+
+    model = TopLayersRegressor(backbone, max_epochs=2, batch_size=8, lr=1e-2)
+    return FineTuneRectifyEstimator(model, predictors=[TextRidge("embedding", backbone=backbone),
+                                                       TextRidge("length")],
+                                    crossfit=2, random_state=0, **params)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the texts each trunk pass runs, by layers asked."""
+    from skftr.trunk import Trunk
+
+    seen, run = [], Trunk._run_ids
+
+    def counting(self, ids, layers, module, max_rows):
+        seen.append((len(ids), tuple(layers)))
+        return run(self, ids, layers, module, max_rows)
+
+    monkeypatch.setattr(Trunk, "_run_ids", counting)
+    return seen
+
+
+def test_one_trunk_pass_serves_the_ridge_and_the_fine_tune(tiny_bert_dir, data, counted, fp32):
+    texts, y = data
+    y = y.copy()
+    y[100:] = np.nan
+    est = _shared_estimator(tiny_bert_dir).fit(texts, y)
+    # every text went through the trunk once: the labeled rows with the states of layer
+    # L - 1, the unlabeled ones streamed (with the states only if a fold kept its tune)
+    assert sum(n for n, _ in counted) == len(texts)
+    assert counted[0] == (100, (1,))
+    # each fold's readers are the standalone models fitted on that fold's texts
+    k = 0
+    train = np.setdiff1d(np.arange(100), est.labeled_indices_[est.folds_ == k])
+    alone = est.model_.members[k][0].__class__(**est.model_.members[k][0].get_params())
+    alone.fit([texts[i] for i in train], y[train])
+    rect = est.labeled_indices_[est.folds_ == k]
+    shared = est.model_.members[k][0].predict([texts[i] for i in rect])
+    np.testing.assert_allclose(shared, alone.predict([texts[i] for i in rect]), atol=1e-4)
+    ridge_alone = est.model_.members[k][1].fit([texts[i] for i in train], y[train])
+    np.testing.assert_allclose(est.model_.members[k][1].predict([texts[i] for i in rect]),
+                               ridge_alone.predict([texts[i] for i in rect]), atol=1e-5)
+    # and the fit says what it did
+    info = est.estimate_.fit_info
+    assert set(info["trunks"].values()) == {"fp32"}
+    (tune,) = info["fine_tunes"]
+    assert tune["top_layers"] == 1 and len(tune["fine_tune_kept"]) == 2
+    assert any("trunk, labeled rows" in stage for stage in info["seconds"])
+    from skftr.report import fit_summary
+
+    summary = fit_summary(est)
+    assert "top 1 layer(s) fine-tuned (lora), kept in" in summary and "(fp32)" in summary
+
+
+def test_streaming_the_unlabeled_rows_changes_nothing(tiny_bert_dir, data, monkeypatch, fp32):
+    from skftr import _stages
+
+    texts, y = data
+    y = y.copy()
+    y[60:] = np.nan
+    whole = _shared_estimator(tiny_bert_dir).fit(texts, y)
+    monkeypatch.setattr(_stages, "_CHUNK", 7)
+    chunked = _shared_estimator(tiny_bert_dir).fit(texts, y)
+    np.testing.assert_allclose(chunked._f_unl, whole._f_unl, rtol=1e-5, atol=1e-5)
+    assert chunked.estimate_.value == pytest.approx(whole.estimate_.value, rel=1e-6)
+
+
+def test_memory_runs_the_trunk_once_for_every_refit(tiny_bert_dir, data, tmp_path, monkeypatch,
+                                                    fp32):
+    from skftr.trunk import Trunk
+
+    texts, y = data
+    y = y.copy()
+    y[100:] = np.nan
+    first = _shared_estimator(tiny_bert_dir, memory=str(tmp_path)).fit(texts, y)
+    plain = _shared_estimator(tiny_bert_dir).fit(texts, y)
+    assert first.estimate_.value == pytest.approx(plain.estimate_.value, rel=1e-6)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the trunk ran again")
+
+    monkeypatch.setattr(Trunk, "_run_ids", fail)
+    y2 = y.copy()
+    y2[:10] = np.nan  # a refit on fewer labels, same texts
+    again = _shared_estimator(tiny_bert_dir, memory=str(tmp_path)).fit(texts, y2)
+    assert again.n_rectify_ == 90
+
+
+def test_the_default_model_fine_tunes_the_top_layer_of_mpnet():
+    from skftr import FineTuneRectifyEstimator
+    from skftr._stages import _make_model
+
+    model = _make_model(FineTuneRectifyEstimator())
+    assert isinstance(model, TopLayersRegressor)
+    assert (model.backbone, model.top_layers, model.adapter) == ("mpnet", 1, "lora")
+    assert _make_model(FineTuneRectifyEstimator(loss="mse")).loss == "mse"

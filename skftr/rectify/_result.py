@@ -68,6 +68,10 @@ class RectifiedEstimate:
         Number of predictors ``p``.
     n_folds : int or None
         Number of cross-fitting folds; None without cross-fitting.
+    fit_info : dict or None
+        What the estimator's fit did, JSON-friendly (attached by
+        ``FineTuneRectifyEstimator``): the precision of each frozen trunk, the layers
+        fine-tuned and whether each fold kept its fine-tune, the seconds of each stage.
     """
 
     value: Number
@@ -83,6 +87,7 @@ class RectifiedEstimate:
     classical_ci: Optional[Tuple[Number, Number]] = None
     n_predictors: int = 1
     n_folds: Optional[int] = None
+    fit_info: Optional[dict] = None
 
     def __post_init__(self):
         set_ = object.__setattr__
