@@ -3,9 +3,10 @@
 Draws ``--budget`` sentences at random as the labeled ones (their valence V is the
 "human label"), keeps the other sentences unlabeled, and lets
 ``FineTuneRectifyEstimator`` spend the budget with its defaults: 5-fold cross-fitting of
-a MiniLM + LoRA model fine-tuned on the error variance, beside four cheap predictors
-(ridges on frozen MiniLM and mpnet embeddings, on TF-IDF and on text length), all rectified together with power
-tuning (docs/method.md §2). Prints the estimate and interval next to the classical
+the top layer of all-mpnet-base-v2 fine-tuned with LoRA on the error variance (reading the
+frozen trunk it shares with the mpnet ridge), beside four cheap predictors (ridges on
+frozen MiniLM and mpnet embeddings, on TF-IDF and on text length), all rectified together
+with power tuning (docs/method.md §2, §3.4). Prints the estimate and interval next to the classical
 estimate from the same labels, the effective number of labels, and the truth (the mean
 over every sentence of the file). ``--crossfit 0`` runs the paper's single split.
 
@@ -22,9 +23,16 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--budget", type=int, default=400, help="human labels to spend")
-    parser.add_argument("--backbone", default="minilm",
-                        help="'minilm' (all-MiniLM-L6-v2), 'smollm2' (SmolLM2-135M GGUF) or a "
+    parser.add_argument("--backbone", default="mpnet",
+                        help="backbone of the fine-tuned model: 'mpnet' (all-mpnet-base-v2), "
+                             "'minilm' (all-MiniLM-L6-v2), 'smollm2' (SmolLM2-135M GGUF) or a "
                              "local model directory")
+    parser.add_argument("--top-layers", default="1",
+                        help="layers fine-tuned on the frozen trunk (TopLayersRegressor), or "
+                             "'all' for LoRA on every layer (LoRARegressor)")
+    parser.add_argument("--memory", default=None,
+                        help="directory that keeps the frozen trunks' passes (a rerun on the "
+                             "same sentences skips them)")
     parser.add_argument("--loss", default="variance", choices=["variance", "mse", "correlation"],
                         help="fine-tuning objective")
     parser.add_argument("--method", default="ppi++", choices=["ppi", "ppi++"],
@@ -33,7 +41,7 @@ def parse_args():
                         help="K folds of cross-fitting (every label fine-tunes K-1 models and "
                              "rectifies the other one); 0: the paper's single split with pilots")
     parser.add_argument("--no-finetune", action="store_true",
-                        help="only the cheap predictors (no LoRA model)")
+                        help="only the cheap predictors (no fine-tuned model)")
     parser.add_argument("--seed", type=int, default=0, help="draws the labeled sentences, "
                         "the pilots, the split and the LoRA initialisation")
     parser.add_argument("--data-dir", default=None,
@@ -42,7 +50,7 @@ def parse_args():
                         help="random unlabeled sentences to use; None: all the others")
     parser.add_argument("--pilot-repeats", type=int, default=1, help="pilot fits per size")
     parser.add_argument("--min-steps", type=int, default=None,
-                        help="minimum optimizer steps per fine-tune (None: the model's default)")
+                        help="--top-layers all: minimum optimizer steps per fine-tune")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads; None: torch's choice (all cores)")
     return parser.parse_args()
@@ -59,6 +67,25 @@ def backbone_params(name):
     return {"backbone": name}
 
 
+def make_model(args):
+    """None (the estimator's default, mpnet top layer) unless the flags ask otherwise."""
+    from skftr import LoRARegressor, TopLayersRegressor
+
+    if args.no_finetune:
+        return "drop"
+    if args.top_layers == "all":
+        steps = {} if args.min_steps is None else {"min_steps": args.min_steps}
+        return LoRARegressor(**backbone_params(args.backbone), max_length=64,
+                             iterator_valid__batch_size=64, **steps)
+    if args.backbone == "mpnet" and args.top_layers == "1":
+        return None
+    if args.backbone == "smollm2":
+        raise SystemExit("--backbone smollm2 needs --top-layers all (its GGUF file loads "
+                         "through LoRARegressor)")
+    return TopLayersRegressor(backbone_params(args.backbone)["backbone"],
+                              top_layers=int(args.top_layers))
+
+
 def main():
     args = parse_args()
     start = time.perf_counter()
@@ -68,8 +95,9 @@ def main():
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    from skftr import FineTuneRectifyEstimator, LoRARegressor
+    from skftr import FineTuneRectifyEstimator
     from skftr.datasets import load_emobank
+    from skftr.report import fit_summary
 
     texts, valence = load_emobank("V")
     has_text = np.array([isinstance(t, str) and bool(t.strip()) for t in texts])
@@ -87,12 +115,10 @@ def main():
     y = np.full(rows.size, np.nan)
     y[:labeled.size] = valence[labeled]  # only the budget's labels are seen
 
-    steps = {} if args.min_steps is None else {"min_steps": args.min_steps}
-    model = "drop" if args.no_finetune else LoRARegressor(
-        **backbone_params(args.backbone), max_length=64, iterator_valid__batch_size=64, **steps)
-    est = FineTuneRectifyEstimator(model, loss=args.loss, method=args.method,
+    est = FineTuneRectifyEstimator(make_model(args), loss=args.loss, method=args.method,
                                    crossfit=args.crossfit or None,
-                                   pilot_repeats=args.pilot_repeats, random_state=args.seed)
+                                   pilot_repeats=args.pilot_repeats, memory=args.memory,
+                                   random_state=args.seed)
     fit_start = time.perf_counter()
     est.fit(list(texts[rows]), y)
     fit_seconds = time.perf_counter() - fit_start
@@ -101,7 +127,9 @@ def main():
     level = f"{100 * (1 - ftr.alpha):.0f}%"
     covers = lambda lo, hi: "covers" if lo <= truth <= hi else "MISSES"  # noqa: E731
     print(f"EmoBank valence: {len(texts)} sentences, budget {args.budget} labels, "
-          f"{unlabeled.size} unlabeled; backbone {args.backbone}, loss {args.loss}, "
+          f"{unlabeled.size} unlabeled; fine-tuned "
+          f"{'nothing' if args.no_finetune else f'{args.backbone} (top layers: {args.top_layers})'}"
+          f", loss {args.loss}, "
           f"method {ftr.method}, seed {args.seed}")
     if args.crossfit:
         print(f"cross-fitting: {est.n_folds_} folds, each predictor fitted on "
@@ -117,6 +145,7 @@ def main():
               f"labels), {alloc.n_rectify} rectify; projected sd {np.sqrt(alloc.variance):.4f}")
     lam = ", ".join(f"{name} {w:.2f}" for name, w in zip(est.predictor_names_, est.lam_))
     print(f"predictors and power-tuning weights: {lam}")
+    print("\n".join(fit_summary(est).splitlines()[1:]))  # trunks, fine-tunes, stage times
     lo, hi = ftr.ci
     print(f"FTR estimate      {ftr.value:.4f}  {level} CI [{lo:.4f}, {hi:.4f}]  "
           f"width {hi - lo:.4f}  ({covers(lo, hi)} the truth)")

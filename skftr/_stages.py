@@ -333,12 +333,12 @@ def _fit_trunk_readers(spec, readers, X, y, split, members, preds, memory, tick)
         slot[mine] = n_rect[f] + np.arange(mine.size)
     states = layers if any(_needs_states(members[f][j]) for f in range(k) for j in readers) else ()
     if cached is not None:
-        chunks = ((start, cached.take(split.unlabeled[start:start + _CHUNK]))
-                  for start in range(0, split.unlabeled.size, _CHUNK))
+        chunks = ((first, cached.take(split.unlabeled[first:first + _CHUNK]))
+                  for first in range(0, split.unlabeled.size, _CHUNK))
     else:
         chunks = trunk.stream(X[split.unlabeled].tolist(), states, chunk_size=_CHUNK)
-    for start, chunk in chunks:
-        rows = np.arange(start, start + len(chunk))
+    for first, chunk in chunks:
+        rows = np.arange(first, first + len(chunk))
         for f in range(k):
             mine = np.flatnonzero(split.folds_unlabeled[rows] == f)
             if mine.size:

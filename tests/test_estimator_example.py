@@ -1,4 +1,4 @@
-"""The main-job example: --help is fast; a shrunken real run is slow (MiniLM on EmoBank)."""
+"""The main-job example: --help is fast; a shrunken real run is slow (mpnet on EmoBank)."""
 import os
 import re
 import subprocess
@@ -32,15 +32,20 @@ def test_small_real_run_prints_estimate_interval_truth_allocation_time():
     try:
         from skftr.datasets import data_dir
 
+        from skftr.backbones import mpnet
+
         data_dir()
-    except FileNotFoundError:
-        pytest.skip("EmoBank data not available")
-    text = run("--budget", "120", "--n-unlabeled", "200", "--min-steps", "4", "--threads", "1",
-               timeout=900)
+        mpnet()
+    except (FileNotFoundError, ImportError) as missing:
+        pytest.skip(f"EmoBank data or the mpnet backbone not available: {missing}")
+    text = run("--budget", "120", "--n-unlabeled", "200", "--threads", "1", timeout=900)
     assert re.search(r"FTR estimate\s+\d\.\d+\s+95% CI \[\d\.\d+, \d\.\d+\]", text)
     assert re.search(r"classical \(n=120\)", text)
     assert re.search(r"truth \(all \d+ sentences\) 2\.97", text)
     assert re.search(r"cross-fitting: 5 folds", text)
-    assert re.search(r"power-tuning weights: LoRARegressor -?\d", text)
+    assert re.search(r"power-tuning weights: TopLayersRegressor -?\d", text)
+    assert re.search(r"frozen trunks: .*mpnet.* \((bf16|fp32)\)", text)
+    assert re.search(r"top 1 layer\(s\) fine-tuned .*kept in \d of 5 fold", text)
+    assert re.search(r"stages: .* \d+ s", text)
     assert re.search(r"effective labels: \d+ from 120", text)
     assert "wall time" in text
