@@ -297,8 +297,9 @@ def _fit_trunk_readers(spec, readers, X, y, split, members, preds, memory, tick)
     each fold's readers are fitted on its training rows and predict its rectification
     rows. The unlabeled rows then stream through the trunk chunk by chunk, each row
     predicted by its fold's readers, so no token state of the unlabeled set outlives its
-    chunk (docs/method.md §3.4). With ``memory`` the pass over all of ``X`` is read from
-    (or written once to) the disk cache of :func:`skftr.trunk.cached_outputs` instead.
+    chunk (docs/method.md §3.4). With ``memory`` (the estimator's, else the first reader's
+    own) the pass over all of ``X`` is read from (or written once to) the disk cache of
+    :func:`skftr.trunk.cached_outputs` instead.
     Returns the wall time of the three stages.
     """
     from pathlib import Path
@@ -307,6 +308,9 @@ def _fit_trunk_readers(spec, readers, X, y, split, members, preds, memory, tick)
     from .trunk import cached_outputs, get_trunk
 
     name, start = Path(spec.path).name, perf_counter()
+    if memory is None:  # a reader's own cache (``TextRidge(memory=...)``) serves the trunk
+        memory = next((p.memory for p in readers.values()
+                       if getattr(p, "memory", None) is not None), None)
     trunk = get_trunk(spec)
     layers = sorted({layer for p in readers.values() if hasattr(p, "trunk_layers")
                      for layer in p.trunk_layers(trunk)})

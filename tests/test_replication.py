@@ -48,20 +48,25 @@ def test_bad_input_is_named():
 
 def test_default_method_is_the_estimators_defaults():
     from skftr import FineTuneRectifyEstimator
+    from skftr._stages import _make_model
     from skftr.predictors import default_predictors
 
     est = methods.make_estimator("default", 7, methods.REAL, feature_cache="somewhere")
     ref = FineTuneRectifyEstimator(random_state=7)
     params, expected = est.get_params(deep=False), ref.get_params(deep=False)
-    for name in set(expected) - {"model", "predictors"}:
+    for name in set(expected) - {"model", "predictors", "memory"}:
         assert params[name] == expected[name], name
+    assert est.memory == "somewhere"  # the trunks run once per corpus, not per draw
     assert est.model.get_params()["random_state"] == 7
     assert {k: v for k, v in est.model.get_params(deep=False).items() if k != "random_state"} \
-        == {k: v for k, v in type(est.model)().get_params(deep=False).items()
+        == {k: v for k, v in _make_model(ref).get_params(deep=False).items()
             if k != "random_state"}
     assert len(est.predictors) == len(default_predictors())
     for mine, theirs in zip(est.predictors, default_predictors()):
         assert mine.get_params() == {**theirs.get_params(), "memory": "somewhere"}
+    cheap = methods.make_estimator("cheap", 7, methods.REAL, feature_cache="somewhere")
+    assert cheap.model == "drop" and cheap.memory == "somewhere"
+    assert [p.get_params() for p in cheap.predictors] == [p.get_params() for p in est.predictors]
 
 
 def _result(method, draw, width, value=0.0, corpus="wine", n=100):
@@ -119,7 +124,8 @@ def test_quick_end_to_end_shares_draws_and_a_rerun_computes_nothing(tiny_bert_di
     cells = {r["method"]: r for r in payload["cells"]}
     assert set(cells) == set(methods.METHODS)
     assert all(r["draws"] == r["wanted"] and np.isfinite(r["savings"]) for r in cells.values())
-    assert "LoRARegressor" in next(r for r in results if r["method"] == "default")["predictors"]
+    assert "TopLayersRegressor" in next(r for r in results if r["method"] == "default")["predictors"]
+    assert any((tmp_path / "features" / "skftr-trunk").iterdir())  # the trunks, kept
     out = tmp_path / "out"
     text = (out / "replication.md").read_text()
     assert "python -m benchmarks.replication --quick --draws-finetuned 1" in text and "| wine | 50 | default |" in text

@@ -303,3 +303,22 @@ def test_the_default_model_fine_tunes_the_top_layer_of_mpnet():
     assert isinstance(model, TopLayersRegressor)
     assert (model.backbone, model.top_layers, model.adapter) == ("mpnet", 1, "lora")
     assert _make_model(FineTuneRectifyEstimator(loss="mse")).loss == "mse"
+
+
+def test_a_ridges_own_memory_keeps_the_trunk_pass_on_disk(tiny_bert_dir, data, tmp_path,
+                                                          monkeypatch, fp32):
+    from skftr import FineTuneRectifyEstimator, TextRidge
+    from skftr.trunk import Trunk
+
+    texts, y = data
+    y = y.copy()
+    y[100:] = np.nan
+
+    def cheap():
+        ridge = TextRidge("embedding", backbone=tiny_bert_dir, memory=str(tmp_path))
+        return FineTuneRectifyEstimator("drop", predictors=[ridge], crossfit=2, random_state=0)
+
+    first = cheap().fit(texts, y)
+    assert any((tmp_path / "skftr-trunk").iterdir())
+    monkeypatch.setattr(Trunk, "_run_ids", lambda *a, **k: pytest.fail("the trunk ran again"))
+    assert cheap().fit(texts, y).estimate_.value == pytest.approx(first.estimate_.value)

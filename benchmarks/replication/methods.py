@@ -24,23 +24,26 @@ DEFAULT_SECONDS = {"classical": 0.01, "cheap": 10.0, "embedding_ridge": 5.0, "mp
                    "tfidf_ridge": 5.0, "length_ridge": 0.1, "default": 1500.0, "lora_only": 1500.0,
                    "single_split_variance": 1200.0, "single_split_mse": 1200.0}
 
-REAL = {"subsample": None, "backbone": None, "lora": {}}
-QUICK = {"subsample": 200, "backbone": None,
+REAL = {"subsample": None, "backbone": None, "lora": {}, "top": {}}
+QUICK = {"subsample": 200, "backbone": None, "top": {"max_epochs": 1, "max_length": 32},
          "lora": {"min_steps": 2, "max_steps": 2, "max_epochs": 1, "max_length": 32}}
 
 
 def make_estimator(method, seed, settings, feature_cache=None):
     """The ``FineTuneRectifyEstimator`` of a method (every method but ``classical``).
 
-    ``default`` is the estimator's defaults: MiniLM + LoRA and the cheap predictors
-    (:func:`skftr.predictors.default_predictors`: MiniLM, mpnet, TF-IDF and length ridges),
-    5-fold cross-fitting, power tuning (Wang, Ye & Zhao 2025; docs/method.md §2). The
-    cheap predictors cache their features in ``feature_cache``, and the LoRA model gets
-    the draw's seed itself, so a draw's folds are the same with and without it.
+    ``default`` is the estimator's defaults: the top layer of all-mpnet-base-v2 fine-tuned
+    on its frozen trunk (:class:`skftr.TopLayersRegressor`) beside the cheap predictors
+    (:func:`skftr.predictors.default_predictors`: MiniLM, mpnet, TF-IDF and length
+    ridges), 5-fold cross-fitting, power tuning (docs/method.md §2, §3.4). ``cheap`` is the
+    four ridges alone. Both keep the frozen trunks' passes in ``feature_cache``
+    (``memory=``), so a corpus's trunks run once for every draw; the fine-tune gets the
+    draw's seed itself, so a draw's folds are the same with and without it. ``lora_only``
+    is LoRA on every layer of MiniLM (:class:`skftr.LoRARegressor`) alone.
     ``single_split_*`` is the paper's method: one LoRA model, ``crossfit=None`` (pilots,
     scaling law, optimal allocation, §4-§5), plain PPI, variance or MSE loss (§3).
     """
-    from skftr import FineTuneRectifyEstimator, LoRARegressor, TextRidge
+    from skftr import FineTuneRectifyEstimator, LoRARegressor, TextRidge, TopLayersRegressor
     from skftr.predictors import default_predictors
 
     cheap = [p.set_params(memory=feature_cache)
@@ -50,11 +53,13 @@ def make_estimator(method, seed, settings, feature_cache=None):
     tfidf = TextRidge("tfidf", memory=feature_cache)
     length = TextRidge("length")
     lora = LoRARegressor(settings["backbone"], random_state=seed, **settings["lora"])
+    top = TopLayersRegressor(settings["backbone"] or "mpnet", random_state=seed,
+                             **settings["top"])
     single = {"model": lora, "predictors": None, "crossfit": None, "method": "ppi"}
     params = {
-        "default": {"model": lora, "predictors": cheap},
+        "default": {"model": top, "predictors": cheap, "memory": feature_cache},
         "lora_only": {"model": lora, "predictors": None},
-        "cheap": {"model": "drop", "predictors": cheap},
+        "cheap": {"model": "drop", "predictors": cheap, "memory": feature_cache},
         "embedding_ridge": {"model": "drop", "predictors": [embedding]},
         "mpnet_ridge": {"model": "drop", "predictors": [mpnet]},
         "tfidf_ridge": {"model": "drop", "predictors": [tfidf]},
