@@ -245,15 +245,26 @@ def get_trunk(spec):
 
 
 # ------------------------------------------------------------------ the disk cache
-def _key(trunk, texts, layers):
+def _key(trunk, texts):
+    """Names a pass of ``trunk`` over ``texts``: spec, the backbone's config, the texts."""
     digest = hashlib.sha256()
     config = Path(trunk.spec.path, "config.json")
-    meta = {"spec": vars(trunk.spec), "layers": sorted(layers),
-            "config": config.read_text() if config.is_file() else None, "version": 1}
+    meta = {"spec": vars(trunk.spec), "config": config.read_text() if config.is_file() else None,
+            "version": 2}
     digest.update(json.dumps(meta, sort_keys=True).encode())
     for text in texts:
         digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()[:32]
+
+
+def _cached_folder(root, key, layers):
+    """A complete entry of ``key`` holding at least ``layers`` (the embeddings and the
+    states of a superset serve a reader that asks for fewer), else the one to write."""
+    for folder in sorted(root.glob(f"{key}-*")):
+        held = {int(l) for l in folder.name.split("-", 1)[1].split("_") if l}
+        if (folder / "done").is_file() and set(layers) <= held:
+            return folder
+    return root / f"{key}-{'_'.join(map(str, layers))}"
 
 
 def _memory_dir(memory):
@@ -267,8 +278,9 @@ def cached_outputs(trunk, texts, layers=(), memory=None):
     """The trunk's pass over ``texts``, kept on disk under ``memory`` (read back as memory
     maps: no token state is held in memory beyond the rows a caller takes).
 
-    The cache entry is keyed by the spec, the backbone's config, the layers and the texts
-    (sha256); it is written once, chunk by chunk, into a temporary directory that is
+    The cache entry is keyed by the spec, the backbone's config and the texts (sha256),
+    with the layers whose states it holds (an entry with more layers serves a request for
+    fewer: the ridges read the fine-tune's entry); it is written once, chunk by chunk, into a temporary directory that is
     renamed when complete, so an interrupted pass leaves nothing half-written.
     """
     from ._atomic import atomic_path
@@ -276,7 +288,7 @@ def cached_outputs(trunk, texts, layers=(), memory=None):
     layers = tuple(sorted(set(layers)))
     if memory is None:
         return trunk.run(texts, layers)
-    folder = _memory_dir(memory) / _key(trunk, texts, layers)
+    folder = _cached_folder(_memory_dir(memory), _key(trunk, texts), layers)
     if not (folder / "done").is_file():
         ids = trunk.tokenize(texts)
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))

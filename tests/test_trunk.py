@@ -77,8 +77,12 @@ def test_the_disk_cache_is_read_back_and_never_recomputed(tiny_bert_dir, rng, tm
     monkeypatch.setattr(type(trunk), "run", lambda *a, **k: pytest.fail("recomputed"))
     again = cached_outputs(trunk, texts, (1,), memory=str(tmp_path))
     np.testing.assert_array_equal(np.asarray(again.embeddings), np.asarray(cached.embeddings))
+    fewer = cached_outputs(trunk, texts, (), memory=tmp_path)  # the ridges read that entry
+    np.testing.assert_array_equal(np.asarray(fewer.embeddings), np.asarray(cached.embeddings))
     with pytest.raises(pytest.fail.Exception):  # other texts: another entry
         cached_outputs(trunk, texts[:-1], (1,), memory=tmp_path)
+    with pytest.raises(pytest.fail.Exception):  # more layers than the entry holds
+        cached_outputs(trunk, texts, (0, 1), memory=tmp_path)
     assert not [p for p in (tmp_path / "skftr-trunk").iterdir() if p.name.startswith(".")]
     with pytest.raises(TypeError, match="memory"):
         cached_outputs(trunk, texts, (1,), memory=3)
