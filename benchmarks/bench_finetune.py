@@ -30,22 +30,24 @@ def main():
     parser.add_argument("--budget", type=int, default=400)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--configs", nargs="+", default=["mpnet:1", "mpnet:2", "minilm:1"],
-                        help="backbone:top_layers")
+                        help="backbone:top_layers[:adapter] (adapter lora, the default, or "
+                             "full; top_layers = the backbone's depth tunes every layer)")
     args = parser.parse_args()
     texts, y = load_wine_reviews() if args.corpus == "wine" else load_emobank("V")
     print(f"{args.corpus}: budget {args.budget}, {args.test} held-out texts, "
           f"{args.draws} draws\n")
-    print("| backbone | top layers | Var ratio fine-tune / ridge (mean, range) | warm start kept "
+    print("| backbone | top layers | adapter | Var ratio fine-tune / ridge (mean, range) | warm start kept "
           "| epochs | fine-tune s |")
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for config in args.configs:
-        backbone, k = config.split(":")
+        backbone, k, adapter = (config.split(":") + ["lora"])[:3]
         ratios, kept, epochs, seconds = [], [], [], []
         for draw in range(args.draws):
             rows = np.random.default_rng(draw).choice(len(y), args.budget + args.test,
                                                       replace=False)
             train, test = rows[:args.budget], rows[args.budget:]
-            model = TopLayersRegressor(backbone, top_layers=int(k), random_state=draw)
+            model = TopLayersRegressor(backbone, top_layers=int(k), adapter=adapter,
+                                       random_state=draw)
             trunk = get_trunk(model.trunk_spec())
             with torch_threads(None):
                 out = trunk.run([texts[i] for i in rows], model.trunk_layers(trunk))
@@ -59,7 +61,7 @@ def main():
             ratios.append(np.var(y[test] - pred) / np.var(y[test] - ridge.predict(held.embeddings)))
             kept.append(model.warm_start_kept_)
             epochs.append(model.n_epochs_)
-        print(f"| {backbone} | {k} | {np.mean(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}] "
+        print(f"| {backbone} | {k} | {adapter} | {np.mean(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}] "
               f"| {sum(kept)}/{len(kept)} | {np.mean(epochs):.1f} | {np.mean(seconds):.0f} |",
               flush=True)
 

@@ -307,7 +307,8 @@ def _fit_trunk_readers(spec, readers, X, y, split, members, preds, memory, tick)
 
     from .trunk import cached_outputs, get_trunk
 
-    name, start = Path(spec.path).name, perf_counter()
+    path = Path(spec.path)  # a packaged backbone's folder is often just "model"
+    name, start = (path.parent.name if path.name == "model" else path.name), perf_counter()
     if memory is None:  # a reader's own cache (``TextRidge(memory=...)``) serves the trunk
         memory = next((p.memory for p in readers.values()
                        if getattr(p, "memory", None) is not None), None)
