@@ -80,13 +80,20 @@ class TrunkSpec:
 
     @classmethod
     def of(cls, backbone, max_length=128, pooling="auto", precision="auto", device="auto"):
-        path = resolve_backbone(backbone)
-        device = resolve_device(device)
-        if pooling == "auto":
-            from transformers import AutoConfig
+        """The spec of these reader parameters, resolved (once per process: readers ask
+        for it at every step)."""
+        return _resolved_spec(cls, backbone, int(max_length), pooling, precision, device)
 
-            pooling = default_pooling(AutoConfig.from_pretrained(path, local_files_only=True))
-        return cls(path, int(max_length), pooling, resolve_precision(precision, device), device)
+
+@lru_cache(maxsize=64)
+def _resolved_spec(cls, backbone, max_length, pooling, precision, device):
+    path = resolve_backbone(backbone)
+    device = resolve_device(device)
+    if pooling == "auto":
+        from transformers import AutoConfig
+
+        pooling = default_pooling(AutoConfig.from_pretrained(path, local_files_only=True))
+    return cls(path, max_length, pooling, resolve_precision(precision, device), device)
 
 
 @dataclass

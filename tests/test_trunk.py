@@ -206,6 +206,9 @@ def fp32(monkeypatch):
     import skftr.trunk
 
     monkeypatch.setattr(skftr.trunk, "native_bf16", lambda device="cpu": False)
+    skftr.trunk._resolved_spec.cache_clear()  # specs resolved before the patch
+    yield
+    skftr.trunk._resolved_spec.cache_clear()
 
 
 def _shared_estimator(backbone, **params):
