@@ -18,98 +18,17 @@ import numpy as np
 
 from ._atomic import atomic_path
 from .io import EXTENSIONS, read_table, write_table
+from .sampling import GROUP_MIN, draw_sample
 
 __all__ = ["domain_estimates", "draw_sample", "main", "plan_labels",
            "stratified_estimate"]
 
 ROW_ID = "row_id"
 SIDECAR = ".skftr.json"
-# estimate_by's minimum for a group's own interval (labeled, unlabeled rows); checked
-# before the fit so that a long fit does not end on a group that cannot be estimated
-GROUP_MIN = (3, 2)
 _SHARE_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
 # ---------------------------------------------------------------------- the draw
-def draw_sample(n_rows, budget, strata=None, seed=None):
-    """The rows to label: simple random, or stratified with proportional allocation.
-
-    Stratified: ``n_h`` proportional to the stratum size ``N_h``, rounded by largest
-    remainder, each stratum at least 3 labels (the fewest that give a stratum its own
-    interval); strata whose share falls below 3 get exactly 3 and the rest of the budget
-    is shared proportionally among the others. Every stratum must keep at least 2 rows
-    unlabeled (so it has at least 5). Rows are drawn without replacement within each
-    stratum, so the inclusion probability of a row of stratum ``h`` is ``n_h / N_h``.
-
-    Parameters
-    ----------
-    n_rows : int
-    budget : int
-        Number of rows to draw, at most ``n_rows``.
-    strata : array-like of shape (n_rows,), default=None
-        Stratum of each row; None for a simple random sample.
-    seed : int, default=None
-        Seeds ``numpy.random.default_rng``.
-
-    Returns
-    -------
-    rows : ndarray of int
-        Sorted 0-based positions of the drawn rows.
-    strata : list of dict
-        ``value``, ``N``, ``n`` and ``inclusion_probability`` per stratum (one entry with
-        value None for a simple random sample).
-    """
-    from ._stages import assign_folds
-
-    if not 1 <= budget <= n_rows:
-        raise ValueError(f"--budget {budget} must be between 1 and the {n_rows} rows of DATA")
-    rng = np.random.default_rng(seed)
-    if strata is None:
-        rows = np.sort(rng.choice(n_rows, size=budget, replace=False))
-        return rows, [_stratum(None, n_rows, budget)]
-    keys = np.array([str(v) for v in strata], dtype=object)
-    values, first, codes = np.unique(keys, return_index=True, return_inverse=True)
-    sizes = np.bincount(codes)
-    minimum, spare = GROUP_MIN
-    low = sizes < minimum + spare
-    if low.any():
-        raise ValueError(f"stratum {values[low][0]!r} has {sizes[low][0]} rows; every stratum "
-                         f"needs at least {minimum + spare} ({minimum} to label, {spare} left "
-                         "unlabeled)")
-    if budget < minimum * values.size:
-        raise ValueError(f"--budget {budget} is too small for {values.size} strata: at least "
-                         f"{minimum} labels per stratum, {minimum * values.size} in all")
-    fixed = np.zeros(values.size, dtype=bool)
-    while True:  # fix the strata whose proportional share is below the minimum
-        rest = budget - minimum * fixed.sum()
-        share = rest * sizes / sizes[~fixed].sum()
-        below = ~fixed & (share < minimum)
-        if not below.any():
-            break
-        fixed |= below
-    alloc = np.full(values.size, minimum)
-    # the largest-remainder rule that also shares unlabeled rows among folds
-    alloc[~fixed] = np.bincount(assign_folds(rest, sizes[~fixed], rng), minlength=(~fixed).sum())
-    full = alloc > sizes - spare
-    if full.any():
-        raise ValueError(f"--budget {budget} leaves fewer than {spare} unlabeled rows in "
-                         f"stratum {values[full][0]!r} ({sizes[full][0]} rows, "
-                         f"{alloc[full][0]} to label); lower the budget")
-    rows = np.sort(np.concatenate([rng.choice(np.flatnonzero(codes == h), size=alloc[h],
-                                              replace=False) for h in range(values.size)]))
-    original = np.asarray(strata, dtype=object)[first]
-    return rows, [_stratum(_plain(v), int(N), int(n)) for v, N, n in zip(original, sizes, alloc)]
-
-
-def _stratum(value, size, n):
-    return {"value": value, "N": size, "n": n, "inclusion_probability": n / size}
-
-
-def _plain(value):
-    """A NumPy scalar as the Python value JSON can hold."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _sidecar(path):
     return Path(str(path) + SIDECAR)
 
