@@ -197,7 +197,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
             :class:`skftr.sampling.ActiveSampler`), the probability each row (of ``X``,
             then ``X_unlabeled``) had of being labeled, in (0, 1] (below 1 for unlabeled
             rows). The labeled rows then rectify with weights ``1 / pi`` and the
-            unlabeled ones with ``1 / (1 - pi)`` (docs/method.md §6); the predictors are
+            unlabeled ones with ``1 / (1 - pi)`` (docs/method.md §7); the predictors are
             cross-fitted as without it. None: every row equally likely (a simple random
             sample).
 
@@ -279,7 +279,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
 
     def _rectify(self, y, f, f_u, folds, folds_u, method=None, weights=None, weights_u=None):
         """The rectified estimate (docs/method.md §2) of the estimand; ``weights`` and
-        ``weights_u``: design weights of the labeled and unlabeled rows (§6)."""
+        ``weights_u``: design weights of the labeled and unlabeled rows (§7)."""
         from .rectify import rectified_mean, rectified_quantile
 
         method = method or self.method

@@ -11,15 +11,25 @@
   and the probability that a row was labeled by either batch, which
   ``FineTuneRectifyEstimator.fit(..., inclusion_probability=...)`` turns into weights.
 
-The design and its estimator are in docs/method.md §6.
+* :func:`read_record`, :func:`two_stage_inclusion` — the draw record ``skftr sample``
+  writes beside each batch (``OUTPUT.skftr.json``), checked, and the inclusion
+  probabilities two batches' records give every row.
+
+The design and its estimator are in docs/method.md §7.
 """
+import json
+from pathlib import Path
+
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["ActiveSampler", "active_probabilities", "draw_fixed_size", "draw_sample",
-           "inclusion_probability"]
+           "inclusion_probability", "read_record", "two_stage_inclusion"]
+
+SIDECAR = ".skftr.json"
+_KEYS = ("data", "id_column", "text_column", "label_column", "design", "ids")
 
 # the fewest labels a stratum needs for its own interval, and rows it keeps unlabeled
 GROUP_MIN = (3, 2)
@@ -110,7 +120,7 @@ def active_probabilities(error, budget, candidates=None, max_weight=5.0):
     """Working probabilities ``pi ∝ sqrt(error)``, mixed with uniform and capped at 1.
 
     The variance-optimal rule of Zrnic & Candès (2024, §3) for a mean, ``pi(x) ∝
-    sqrt(E[(Y - f(X))^2 | x])``, made safe (docs/method.md §6): with
+    sqrt(E[(Y - f(X))^2 | x])``, made safe (docs/method.md §7): with
     ``s = sqrt(error) / mean_candidates sqrt(error)`` and ``u = budget / m`` (``m``
     candidate rows),
 
@@ -174,7 +184,7 @@ def draw_fixed_size(pi, budget, random_state=None, max_tries=100_000):
     (Hájek 1964; ``random_state``: a seed, RandomState or Generator): the budget is met
     exactly, and since a Poisson sample of iid rows is,
     given its size, an iid sample from the population tilted by ``pi``, the weighted
-    estimators of docs/method.md §6 stay valid with the working ``pi`` (``sum(pi)``
+    estimators of docs/method.md §7 stay valid with the working ``pi`` (``sum(pi)``
     should equal ``budget``).
 
     Returns
@@ -202,13 +212,13 @@ def inclusion_probability(first, second):
     second batch drawn with ``pi_2`` from the rest, the labeled rows are a sample tilted
     by this probability and the unlabeled rows one tilted by ``(1 - pi_1)(1 - pi_2)``
     (the balance heuristic of multiple importance sampling, Veach & Guibas 1995;
-    docs/method.md §6).
+    docs/method.md §7).
     """
     return 1 - (1 - np.asarray(first, dtype=float)) * (1 - np.asarray(second, dtype=float))
 
 
 class ActiveSampler(BaseEstimator):
-    """The second batch of a two-stage active design (docs/method.md §6).
+    """The second batch of a two-stage active design (docs/method.md §7).
 
     ``fit`` on every row of the population with the first batch's labels (NaN for the
     rows not labeled yet): it cross-fits ``estimator`` as ``FineTuneRectifyEstimator``
@@ -379,3 +389,68 @@ def _covariates(X, est):
 
     X, _, _ = validate(est, X, None, None, False, "X")
     return length_features(X.tolist()) if X.dtype == object else X
+
+
+# ---------------------------------------------------------------------- draw records
+def sidecar_path(path):
+    """Where the draw record of the sample file ``path`` lives."""
+    return Path(str(path) + SIDECAR)
+
+
+def read_record(path):
+    """The draw record beside the sample file ``path`` (None if there is none), checked.
+
+    A record that is not valid JSON, lacks a field, or (second batch) holds
+    probabilities that are not one per row of DATA in (0, 1] is refused with one line.
+    """
+    side = sidecar_path(path)
+    if not side.is_file():
+        return None
+    try:
+        record = json.loads(side.read_text())
+        ok = (isinstance(record, dict) and record.get("format") == "skftr.sample"
+              and all(key in record for key in _KEYS) and isinstance(record["ids"], list)
+              and {"file", "rows", "sha256"} <= set(record["data"]))
+    except (ValueError, TypeError, UnicodeDecodeError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{side.name} is not a readable skftr draw record (damaged or edited); "
+                         "draw the sample again, or remove the record to use the labels as a "
+                         "simple random sample")
+    if record.get("stage", 1) == 2:
+        first, probs = record.get("first_batch"), record.get("second_probability")
+        n_rows = record["data"]["rows"]
+        try:
+            pi = np.asarray(probs, dtype=float)
+            pi1 = float(first["probability"])
+            ok = (pi.shape == (n_rows,) and bool(np.all((pi > 0) & (pi <= 1)))
+                  and 0 < pi1 < 1 and isinstance(first["ids"], list))
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"{side.name}: the second batch's probabilities are damaged (one "
+                             f"per row of DATA, {n_rows}, in (0, 1], and the first batch's "
+                             "ids and probability are needed); draw the batch again")
+    return record
+
+
+def two_stage_inclusion(first, second, names=("the first batch", "the second batch")):
+    """Every row's probability of being labeled by two batches, from their draw records.
+
+    ``second`` must have been drawn after ``first`` (its record names ``first``'s ids),
+    from the same DATA, ``first`` a simple random sample:
+    :func:`inclusion_probability` of ``n_1 / N`` and the recorded second-batch
+    probabilities.
+    """
+    if second.get("stage", 1) != 2:
+        raise ValueError(f"{names[1]} was not drawn as a second batch (skftr sample --labels "
+                         f"FIRST); give the first batch first")
+    if first.get("stage", 1) != 1 or first["design"] != "srs":
+        raise ValueError(f"{names[0]} must be a simple random first batch (skftr sample "
+                         f"without --strata or --labels), got design {first['design']!r}")
+    if (first["data"]["sha256"], sorted(first["ids"])) != (
+            second["data"]["sha256"], sorted(second["first_batch"]["ids"])):
+        raise ValueError(f"{names[1]} was drawn after another first batch than {names[0]} "
+                         "(its record names other rows or another DATA)")
+    return inclusion_probability(second["first_batch"]["probability"],
+                                 np.asarray(second["second_probability"], dtype=float))

@@ -11,7 +11,7 @@ Three layouts of the unlabeled predictions (docs/method.md §2.3):
   ``(n_k / n) (m / m_k)``, so fold ``k`` counts ``n_k / n`` in total (a
   stratified mean, one prediction pass instead of K).
 
-Design weights (docs/method.md §6): when unit ``j`` was labeled with probability
+Design weights (docs/method.md §7): when unit ``j`` was labeled with probability
 ``pi_j`` (an active or any unequal-probability design), the labeled units carry
 ``w_j = 1 / pi_j`` and the unlabeled units ``1 / (1 - pi_i)``; every mean below is
 then the weighted (Hajek) mean and its covariance the linearized one

@@ -126,7 +126,7 @@ def rectified_mean(y, yhat, yhat_unlabeled, *, folds=None, folds_unlabeled=None,
     (``ppi_py.crossppi_mean_ci``) would add the spread of the shifts.
 
     Unequal-probability (active) designs (Zrnic & Candès 2024, "Active Statistical
-    Inference", §3; docs/method.md §6): ``weights = 1 / pi`` of the labeled units,
+    Inference", §3; docs/method.md §7): ``weights = 1 / pi`` of the labeled units,
     ``weights_unlabeled = 1 / (1 - pi)`` of the unlabeled ones, ``pi`` the probability
     each unit had of being labeled. Every mean above becomes the weighted (Hajek) mean,
     every covariance its linearized one

@@ -117,7 +117,7 @@ def rectified_quantile(y, yhat, yhat_unlabeled, q, *, folds=None, folds_unlabele
     ``pvalue`` is a normal approximation.
 
     Unequal-probability (active) designs (Zrnic & Candès 2024, §3; docs/method.md
-    §6): ``weights`` (``1 / pi``) and ``weights_unlabeled`` (``1 / (1 - pi)``) as in
+    §7): ``weights`` (``1 / pi``) and ``weights_unlabeled`` (``1 / (1 - pi)``) as in
     :func:`rectified_mean`; the CDFs are then weighted and their variance linearized.
 
     Parameters

@@ -125,7 +125,7 @@ def weighted_mean_cov(values, weights, groups=None, n_groups=0):
 
     (``G = 1``, no factor, without groups), the variance of a ratio estimator under
     independent (Poisson) inclusion given the units (Sarndal, Swensson & Wretman 1992,
-    §5.7; docs/method.md §6). It is :func:`mean_cov` of the linearized values
+    §5.7; docs/method.md §7). It is :func:`mean_cov` of the linearized values
     ``N omega_j (v_j - vbar_g)``, whose group means are 0, so equal weights give
     :func:`mean_cov` of ``values`` itself.
     """
