@@ -116,7 +116,7 @@ def _plain(value):
 
 
 # ---------------------------------------------------------------------- active
-def active_probabilities(error, budget, candidates=None, max_weight=5.0):
+def active_probabilities(error, budget, candidates=None, max_weight=5.0, tau=None):
     """Working probabilities ``pi ∝ sqrt(error)``, mixed with uniform and capped at 1.
 
     The variance-optimal rule of Zrnic & Candès (2024, §3) for a mean, ``pi(x) ∝
@@ -124,7 +124,7 @@ def active_probabilities(error, budget, candidates=None, max_weight=5.0):
     ``s = sqrt(error) / mean_candidates sqrt(error)`` and ``u = budget / m`` (``m``
     candidate rows),
 
-        pi = u ((1 - tau) s + tau),   tau = the smallest in [0, 1] with
+        pi = u ((1 - tau) s + tau),   tau >= the smallest in [0, 1] with
                                       (1 - tau) min(s) + tau >= 1 / max_weight,
 
     so no row's inverse probability exceeds ``max_weight`` times the uniform one
@@ -142,6 +142,9 @@ def active_probabilities(error, budget, candidates=None, max_weight=5.0):
         Positions of the rows that may be drawn (the others, e.g. labeled already, get
         the probability the same rule gives them); None: every row.
     max_weight : float >= 1, default=5.0
+    tau : float in [0, 1] or None, default=None
+        The share of uniform in the mixture; raised to the bound above when below it.
+        None: the bound.
 
     Returns
     -------
@@ -165,7 +168,10 @@ def active_probabilities(error, budget, candidates=None, max_weight=5.0):
         return np.full(error.size, u), 1.0
     s = root / mean
     low = s[cand].min()
-    tau = 0.0 if low >= 1 / max_weight else (1 / max_weight - low) / (1 - low)
+    bound = 0.0 if low >= 1 / max_weight else (1 / max_weight - low) / (1 - low)
+    tau = bound if tau is None else max(float(tau), bound)
+    if tau >= 1:
+        return np.full(error.size, u), 1.0
     pi = u * ((1 - tau) * s + tau)
     capped = np.zeros(m, dtype=bool)
     while True:  # cap at 1, share the excess over the others (the capped set only grows)
@@ -228,7 +234,12 @@ class ActiveSampler(BaseEstimator):
     :func:`active_probabilities` (``pi ∝ sqrt(predicted squared error)``, mixed with
     uniform, capped) by :func:`draw_fixed_size`. When the error model predicts no better
     than a constant out of fold (``error_score_ <= 0``), the predicted error is flat
-    and the draw is uniform.
+    and the draw is uniform. The share ``tau`` of uniform is chosen on the first batch:
+    the one (of ``TAUS``, at least the weight bound's) with the smallest estimated
+    variance ratio ``mean_j(e_j u / pi_j) / mean_j(e_j)`` against the uniform ``u``,
+    ``e_j`` the first batch's squared out-of-fold residuals and ``pi_j`` their rows'
+    probabilities from out-of-fold predicted errors; uniform (``tau = 1``) unless a
+    mixture does better (docs/method.md §7).
 
     Parameters
     ----------
@@ -255,7 +266,14 @@ class ActiveSampler(BaseEstimator):
         Predicted squared error of every row (flat when the error model found nothing).
     error_score_ : float
         Out-of-fold R^2 of the error model on the first batch.
+    variance_ratio_ : dict
+        ``{tau: estimated variance ratio}`` of the last :meth:`probabilities` call.
+    predictions_ : ndarray of shape (N,)
+        The cross-fitted predictions of every row on the label scale (out of fold for
+        the first batch).
     """
+
+    TAUS = (1.0, 0.0, 0.25, 0.5, 0.75)  # uniform first: it wins ties
 
     def __init__(self, estimator=None, *, error_model="ridge", max_weight=5.0,
                  random_state=None):
@@ -315,10 +333,14 @@ class ActiveSampler(BaseEstimator):
             error = np.empty(n_rows)
             error[labeled] = oof
             error[unl] = clone(model).fit(Z[labeled], target).predict(Z[unl])
-            error = np.maximum(error, 0.05 * target.mean())  # a predicted error is never 0
+            # never 0, never above the largest error seen (no extrapolated outlier takes
+            # the budget)
+            error = np.clip(error, 0.05 * target.mean(), target.max())
         else:
             error = np.full(n_rows, target.mean())
         self.estimator_, self.labeled_, self.error_ = est, np.sort(labeled), error
+        self.predictions_, self._covariates = pred, Z
+        self._target, self._target_rows = target, labeled
         self.first_probability_ = labeled.size / n_rows
         self.unlabeled_ = np.sort(unl)
         return self
@@ -344,13 +366,22 @@ class ActiveSampler(BaseEstimator):
     def probabilities(self, n):
         """Second-batch working probability of every row for a batch of ``n`` rows (N,).
 
-        :func:`active_probabilities` of ``error_`` with the unlabeled rows as candidates;
-        the first batch's rows get the probability the same rule gives their
-        out-of-fold predicted error (they are not drawn again).
+        :func:`active_probabilities` of ``error_`` with the unlabeled rows as candidates
+        and the ``tau`` of the class docstring (its estimated variance ratios are kept
+        in ``variance_ratio_``); the first batch's rows get the probability the same rule
+        gives their out-of-fold predicted error (they are not drawn again).
         """
         check_is_fitted(self, "error_")
         n = _check_budget(n, self.unlabeled_.size)
-        return active_probabilities(self.error_, n, self.unlabeled_, self.max_weight)[0]
+        u, target = n / self.unlabeled_.size, self._target
+        best, self.variance_ratio_ = None, {}
+        for tau in self.TAUS:
+            pi, used = active_probabilities(self.error_, n, self.unlabeled_, self.max_weight, tau)
+            ratio = float(np.mean(target * u / pi[self._target_rows]) / np.mean(target))
+            self.variance_ratio_[used] = ratio
+            if best is None or ratio < best[0]:
+                best = (ratio, pi)
+        return best[1]
 
     def inclusion_probabilities(self, n):
         """The probability every row had of being labeled by the two batches (N,):

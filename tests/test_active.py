@@ -183,8 +183,11 @@ def test_active_sampler_draws_the_second_batch_and_the_estimator_weights_it():
     np.testing.assert_allclose(est.design_weights_, 1 / pi[est.labeled_indices_])
     assert est.estimate_.ci[0] < est.estimate_.ci[1]
     assert set(est.estimate_by(np.arange(600) % 2)) == {0, 1}
-    # the predicted error follows |X_0|: rows with a larger one are likelier
+    # the predicted error follows |X_0|: rows with a larger one are likelier, and a mixture
+    # beats the uniform design on the first batch's own (out-of-fold) errors
     assert np.corrcoef(np.abs(X[:, 0]), sampler.error_)[0, 1] > 0.3
+    assert min(sampler.variance_ratio_.values()) < sampler.variance_ratio_[1.0] == 1.0
+    assert np.ptp(sampler.probabilities(150)) > 0
 
 
 def test_an_error_model_that_finds_nothing_gives_the_uniform_draw():
@@ -196,6 +199,7 @@ def test_an_error_model_that_finds_nothing_gives_the_uniform_draw():
     sampler = ActiveSampler(_estimator(), error_model=DummyRegressor()).fit(X, first)
     assert sampler.error_score_ <= 0
     assert np.all(sampler.probabilities(50) == 50 / 500)
+    assert set(sampler.variance_ratio_) == {1.0}
     pi = sampler.inclusion_probabilities(50)
     rows, _ = sampler.sample(50, random_state=1)
     labels = first.copy()
