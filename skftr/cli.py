@@ -495,7 +495,7 @@ def _needed(var, var_f, n_rows, width, z):
 
 
 def plan_labels(y, predictions, stderr, n_rows, width, *, alpha=0.05, n_boot=2000,
-                random_state=None):
+                random_state=None, variance_ratio=None):
     """Labels needed for a ``1 - alpha`` interval of the mean of width ``width``.
 
     Classical: ``n = (2 z sd(Y) / W)^2``. skftr: the pilot fit's variance is
@@ -527,6 +527,13 @@ def plan_labels(y, predictions, stderr, n_rows, width, *, alpha=0.05, n_boot=200
     alpha : float, default=0.05
     n_boot : int, default=2000
     random_state : int or None
+    variance_ratio : callable or None
+        ``n -> rho(n)``, the labeled term's variance under an active second batch after
+        the pilot against a uniform draw of the same ``n`` labels
+        (:meth:`skftr.sampling.ActiveSampler.variance_ratio`, docs/method.md §7): adds
+        ``active``, the budget ``n`` with ``s_r^2 rho(n) / n + Var(f) / (N - n)`` at the
+        target (``rho`` fixed at its value there, three fixed-point steps; its range
+        rescales the skftr bootstrap by that ``rho``).
 
     Returns
     -------
@@ -567,6 +574,14 @@ def plan_labels(y, predictions, stderr, n_rows, width, *, alpha=0.05, n_boot=200
            "n_boot": n_boot}
     for key, n, n_boot_ in zip(("classical", "skftr"), needed(*point), needed(*boot)):
         out[key] = {"labels": int(n), "range": np.percentile(n_boot_, tails).round().tolist()}
+    if variance_ratio is not None:
+        n, rho = out["skftr"]["labels"], 1.0
+        for _ in range(3):
+            rho = variance_ratio(min(n, n_rows - 1))
+            n = int(needed(var_y, rho * resid_var, var_f)[1])
+        n_boot_ = needed(boot[0], rho * boot[1], boot[2])[1]
+        out["active"] = {"labels": n, "range": np.percentile(n_boot_, tails).round().tolist(),
+                         "variance_ratio": rho}
     top = min(3 * max(out["classical"]["range"][1], n_p), n_rows - 1)
     budget = np.unique(np.linspace(max(2, out["skftr"]["range"][0] / 3), top, 80).round())
     out["curve"] = {"budget": budget.astype(int).tolist()}
@@ -585,8 +600,20 @@ def cmd_plan(args):
     y = data.numbers(args.label_column)
     est = _fit(args, data, y)
     y_rect = y[est.labeled_indices_]
+    ratio = None
+    if args.design == "active":  # the pilot as the first batch of a two-stage design
+        import pandas as pd
+
+        from .sampling import ActiveSampler
+
+        args.model_param = [("model", "drop")] + list(args.model_param)
+        sampler = ActiveSampler(make_estimator(args), error_model=args.error_model,
+                                random_state=args.seed).fit(
+            pd.DataFrame({args.text_column: data.texts(args.text_column)}), y)
+        ratio = sampler.variance_ratio
     plan = plan_labels(y_rect, est.labeled_predictions_, est.estimate_.stderr,
-                       len(data), args.width, alpha=args.alpha, random_state=args.seed)
+                       len(data), args.width, alpha=args.alpha, random_state=args.seed,
+                       variance_ratio=ratio)
     level = f"{100 * (1 - args.alpha):.4g}%"
     note = ("The skftr number is conservative when more labels also train better models "
             "(the scaling law, Wang, Ye & Zhao 2025, §4): the pilot's models were trained on "
@@ -728,6 +755,11 @@ def build_parser():
     common(p)
     p.add_argument("--width", type=float, required=True, metavar="W",
                    help="target width of the interval (high minus low)")
+    p.add_argument("--design", choices=["uniform", "active"], default="uniform",
+                   help="active: also the labels needed when the rest is drawn as an active "
+                   "second batch after the pilot (skftr sample --design active)")
+    p.add_argument("--error-model", choices=["ridge", "boosting"], default="ridge",
+                   help="error model of --design active (default: ridge)")
     fitting(p)
     p.add_argument("-o", "--output", metavar="DIR", help="write plan.json and plan.png here")
     p.set_defaults(func=cmd_plan)

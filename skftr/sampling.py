@@ -389,6 +389,24 @@ class ActiveSampler(BaseEstimator):
         :meth:`probabilities` ``(n)``, for ``FineTuneRectifyEstimator.fit``."""
         return inclusion_probability(self.first_probability_, self.probabilities(n))
 
+    def variance_ratio(self, n_total):
+        """The labeled term's variance under the two batches against a uniform draw of the
+        same ``n_total`` labels (1 when the first batch alone has them all).
+
+        ``E[e n_total / (N pi)] / E[e]`` with ``pi`` :meth:`inclusion_probabilities`
+        ``(n_total - n_1)``, estimated on the first batch's squared out-of-fold residuals
+        ``e`` (docs/method.md §7): what ``skftr plan`` multiplies the residual variance by.
+        """
+        check_is_fitted(self, "error_")
+        n2 = int(n_total) - self.labeled_.size
+        if n2 < 1:
+            return 1.0
+        n2 = min(n2, self.unlabeled_.size - 1)
+        pi = self.inclusion_probabilities(n2)[self._target_rows]
+        n_rows = self.error_.size
+        return float(np.mean(self._target * (n2 + self.labeled_.size) / (n_rows * pi))
+                     / np.mean(self._target))
+
     def sample(self, n, random_state=None):
         """Draw the second batch: exactly ``n`` of the unlabeled rows.
 

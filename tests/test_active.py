@@ -200,6 +200,7 @@ def test_an_error_model_that_finds_nothing_gives_the_uniform_draw():
     assert sampler.error_score_ <= 0
     assert np.all(sampler.probabilities(50) == 50 / 500)
     assert set(sampler.variance_ratio_) == {1.0}
+    assert sampler.variance_ratio(100) == 1.0 and sampler.variance_ratio(300) == pytest.approx(1.0)
     pi = sampler.inclusion_probabilities(50)
     rows, _ = sampler.sample(50, random_state=1)
     labels = first.copy()

@@ -141,3 +141,16 @@ def test_bad_second_batch_requests_are_refused(tmp_path, capsys):
     _one_line(*run(capsys, *sample, "--budget", 240, "--labels", tmp_path / "b1.csv", "-o",
                    tmp_path / "x.csv")[::2], "--budget 240 must be between 1 and 239")
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_plan_reports_the_active_design(tmp_path, capsys, cheap):  # noqa: F811
+    make_data(tmp_path / "pilot.csv")
+    code, out, err = run(capsys, "plan", tmp_path / "pilot.csv", "--text-column", "text",
+                         "--label-column", "label", "--width", 0.5, "--design", "active",
+                         *cheap, "-o", tmp_path / "plan")
+    assert code == 0, err
+    assert "skftr, active 2nd batch" in out
+    plan = json.loads((tmp_path / "plan" / "plan.json").read_text())
+    active = plan["active"]
+    assert 0 < active["variance_ratio"] <= 5 and active["labels"] <= plan["classical"]["labels"]
+    assert active["range"][0] <= active["labels"] <= active["range"][1]
