@@ -48,6 +48,13 @@ class Labeled:
     def n_predictors(self):
         return self.preds.shape[1]
 
+    @property
+    def unit_weights(self):
+        """Design weights scaled to mean 1, ``n w_j / sum(w)`` (ones without weights)."""
+        if self.weights is None:
+            return np.ones(self.n)
+        return self.n * self.weights / self.weights.sum()
+
     def fold_weights(self):
         """``n_k / n`` for each fold (with design weights: fold ``k``'s share of them)."""
         if self.weights is None:
