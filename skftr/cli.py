@@ -152,6 +152,16 @@ def load_labels(data, label_column, labels=None, id_column=None):
         if len(labels) == 1:
             return load_labels(data, label_column, labels[0], id_column)
         return _load_batches(data, label_column, labels, id_column)
+    y, record = _load_file(data, label_column, labels, id_column)
+    if record is not None and record.get("stage", 1) == 2:
+        raise ValueError(f"--labels {Path(labels).name} is a second batch; give its first "
+                         f"batch too, first: --labels {record['first_batch']['file']} "
+                         f"{Path(labels).name}")
+    return y, record
+
+
+def _load_file(data, label_column, labels, id_column):
+    """:func:`load_labels` of one file, whatever batch it is."""
     table, record = read_table(labels), read_record(labels)
     if record is not None:
         if id_column is not None and id_column != record["id_column"]:
@@ -199,11 +209,18 @@ def _load_batches(data, label_column, labels, id_column):
             raise ValueError(f"--labels {name}: two batches need both draw records; "
                              f"{name}{SIDECAR} is missing")
     pi = two_stage_inclusion(*records, names=names)
-    (y1, _), (y2, _) = (load_labels(data, label_column, path, id_column) for path in labels)
+    (y1, _), (y2, _) = (_load_file(data, label_column, path, id_column) for path in labels)
     both = np.isfinite(y1) & np.isfinite(y2)
     if both.any():
         raise ValueError(f"--labels: row {int(np.flatnonzero(both)[0])} is labeled in both "
                          f"{names[0]} and {names[1]}; a row is drawn once")
+    keys = np.array([str(i) for i in data.ids(records[0]["id_column"])])
+    for name, record, y in zip(names, records, (y1, y2)):
+        missing = int((np.isin(keys, record["ids"]) & np.isnan(y)).sum())
+        if missing:
+            raise ValueError(f"--labels {name}: {missing} drawn row(s) have no label; under "
+                             "two batches every drawn row must be labeled (a missing label "
+                             "biases the weights)")
     keep = ("design", "seed", "budget", "error_model", "error_score", "max_weight",
             "predictors")
     record = {"design": f"two-stage, second batch {records[1]['design']}",

@@ -111,6 +111,16 @@ def test_damaged_and_mismatched_records_are_refused(two_batches, capsys, cheap):
               "batch2.csv was drawn after another first batch than other.csv")
     _one_line(*run(capsys, *estimate, "--labels", batch1, batch2, batch2)[::2],
               "one file, or a first and a second batch; got 3")
+    _one_line(*run(capsys, *estimate, "--labels", batch2)[::2],
+              "batch2.csv is a second batch; give its first batch too, first: --labels "
+              "batch1.csv batch2.csv")
+    frame = pd.read_csv(batch2)
+    frame.loc[:2, "label"] = np.nan
+    frame.to_csv(tmp_path / "partial.csv", index=False)
+    (tmp_path / "partial.csv.skftr.json").write_text(
+        (tmp_path / "batch2.csv.skftr.json").read_text())
+    _one_line(*run(capsys, *estimate, "--labels", batch1, tmp_path / "partial.csv")[::2],
+              "partial.csv: 3 drawn row(s) have no label")
     side = tmp_path / "batch2.csv.skftr.json"
     record = json.loads(side.read_text())
     side.write_text(json.dumps(dict(record, second_probability=record["second_probability"][:9])))
