@@ -109,6 +109,9 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         on the label scale, each fold at its own level (for calibration plots).
     folds_ : ndarray of int
         Fold of each rectification row (zeros for the single split).
+    design_weights_ : ndarray or None
+        ``1 / pi`` of the rectification rows when ``fit`` was given
+        ``inclusion_probability`` (an active design, docs/method.md §7); None otherwise.
     n_folds_, n_finetune_, n_rectify_, n_unlabeled_ : int
     finetune_indices_, pilot_indices_ : ndarray of int
         Single split only: the fine-tuning rows and the pilot pool.
