@@ -339,7 +339,7 @@ class ActiveSampler(BaseEstimator):
         else:
             error = np.full(n_rows, target.mean())
         self.estimator_, self.labeled_, self.error_ = est, np.sort(labeled), error
-        self.predictions_, self._covariates = pred, Z
+        self.predictions_ = pred
         self._target, self._target_rows = target, labeled
         self.first_probability_ = labeled.size / n_rows
         self.unlabeled_ = np.sort(unl)
