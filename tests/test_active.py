@@ -183,6 +183,9 @@ def test_active_sampler_draws_the_second_batch_and_the_estimator_weights_it():
     np.testing.assert_allclose(est.design_weights_, 1 / pi[est.labeled_indices_])
     assert est.estimate_.ci[0] < est.estimate_.ci[1]
     assert set(est.estimate_by(np.arange(600) % 2)) == {0, 1}
+    X_new, y_new = _population(rng, 80)
+    assert np.isfinite(est.score(X_new, y_new)) and est.score(X_new, y_new) < 0
+    assert np.isfinite(est.estimate(X_new).value)
     # the predicted error follows |X_0|: rows with a larger one are likelier, and a mixture
     # beats the uniform design on the first batch's own (out-of-fold) errors
     assert np.corrcoef(np.abs(X[:, 0]), sampler.error_)[0, 1] > 0.3
