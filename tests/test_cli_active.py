@@ -58,6 +58,10 @@ def test_active_round_trip(two_batches, capsys, cheap):  # noqa: F811
     est = FineTuneRectifyEstimator.load(tmp_path / "report" / "model")
     pi = 1 - (1 - 60 / 300) * (1 - pi2)
     np.testing.assert_allclose(est.design_weights_, 1 / pi[est.labeled_indices_])
+    code, out, err = run(capsys, "estimate", tmp_path / "data.csv", "--text-column", "text",
+                         "--label-column", "label", "--labels", tmp_path / "batch1.csv",
+                         tmp_path / "batch2.csv", "--estimand", "quantile:0.5", *cheap)
+    assert code == 0 and "0.5-quantile of 'label', two-stage, second batch active" in out, err
 
 
 def test_a_uniform_second_batch_is_the_plain_estimate(tmp_path, capsys, cheap):  # noqa: F811
