@@ -445,5 +445,8 @@ def estimate_by(est, groups):
                              "unlabeled rows; at least 3 and 2 are needed for its interval")
         full = set(est._folds[r]) == set(est._folds_unl[u]) == set(range(est.n_folds_))
         folds = (est._folds[r], est._folds_unl[u]) if full else (None, None)
-        out[g] = est._rectify(est._y_rect[r], est._f_rect[r], est._f_unl[u], *folds)
+        w_r, w_u = est.design_weights_, getattr(est, "_w_unl", None)
+        out[g] = est._rectify(est._y_rect[r], est._f_rect[r], est._f_unl[u], *folds,
+                              weights=None if w_r is None else w_r[r],
+                              weights_u=None if w_u is None else w_u[u])
     return out

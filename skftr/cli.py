@@ -18,107 +18,26 @@ import numpy as np
 
 from ._atomic import atomic_path
 from .io import EXTENSIONS, read_table, write_table
+from .sampling import (
+    GROUP_MIN, SIDECAR, draw_sample, read_record, sidecar_path, two_stage_inclusion,
+)
 
 __all__ = ["domain_estimates", "draw_sample", "main", "plan_labels",
            "stratified_estimate"]
 
 ROW_ID = "row_id"
-SIDECAR = ".skftr.json"
-# estimate_by's minimum for a group's own interval (labeled, unlabeled rows); checked
-# before the fit so that a long fit does not end on a group that cannot be estimated
-GROUP_MIN = (3, 2)
 _SHARE_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
 # ---------------------------------------------------------------------- the draw
-def draw_sample(n_rows, budget, strata=None, seed=None):
-    """The rows to label: simple random, or stratified with proportional allocation.
-
-    Stratified: ``n_h`` proportional to the stratum size ``N_h``, rounded by largest
-    remainder, each stratum at least 3 labels (the fewest that give a stratum its own
-    interval); strata whose share falls below 3 get exactly 3 and the rest of the budget
-    is shared proportionally among the others. Every stratum must keep at least 2 rows
-    unlabeled (so it has at least 5). Rows are drawn without replacement within each
-    stratum, so the inclusion probability of a row of stratum ``h`` is ``n_h / N_h``.
-
-    Parameters
-    ----------
-    n_rows : int
-    budget : int
-        Number of rows to draw, at most ``n_rows``.
-    strata : array-like of shape (n_rows,), default=None
-        Stratum of each row; None for a simple random sample.
-    seed : int, default=None
-        Seeds ``numpy.random.default_rng``.
-
-    Returns
-    -------
-    rows : ndarray of int
-        Sorted 0-based positions of the drawn rows.
-    strata : list of dict
-        ``value``, ``N``, ``n`` and ``inclusion_probability`` per stratum (one entry with
-        value None for a simple random sample).
-    """
-    from ._stages import assign_folds
-
-    if not 1 <= budget <= n_rows:
-        raise ValueError(f"--budget {budget} must be between 1 and the {n_rows} rows of DATA")
-    rng = np.random.default_rng(seed)
-    if strata is None:
-        rows = np.sort(rng.choice(n_rows, size=budget, replace=False))
-        return rows, [_stratum(None, n_rows, budget)]
-    keys = np.array([str(v) for v in strata], dtype=object)
-    values, first, codes = np.unique(keys, return_index=True, return_inverse=True)
-    sizes = np.bincount(codes)
-    minimum, spare = GROUP_MIN
-    low = sizes < minimum + spare
-    if low.any():
-        raise ValueError(f"stratum {values[low][0]!r} has {sizes[low][0]} rows; every stratum "
-                         f"needs at least {minimum + spare} ({minimum} to label, {spare} left "
-                         "unlabeled)")
-    if budget < minimum * values.size:
-        raise ValueError(f"--budget {budget} is too small for {values.size} strata: at least "
-                         f"{minimum} labels per stratum, {minimum * values.size} in all")
-    fixed = np.zeros(values.size, dtype=bool)
-    while True:  # fix the strata whose proportional share is below the minimum
-        rest = budget - minimum * fixed.sum()
-        share = rest * sizes / sizes[~fixed].sum()
-        below = ~fixed & (share < minimum)
-        if not below.any():
-            break
-        fixed |= below
-    alloc = np.full(values.size, minimum)
-    # the largest-remainder rule that also shares unlabeled rows among folds
-    alloc[~fixed] = np.bincount(assign_folds(rest, sizes[~fixed], rng), minlength=(~fixed).sum())
-    full = alloc > sizes - spare
-    if full.any():
-        raise ValueError(f"--budget {budget} leaves fewer than {spare} unlabeled rows in "
-                         f"stratum {values[full][0]!r} ({sizes[full][0]} rows, "
-                         f"{alloc[full][0]} to label); lower the budget")
-    rows = np.sort(np.concatenate([rng.choice(np.flatnonzero(codes == h), size=alloc[h],
-                                              replace=False) for h in range(values.size)]))
-    original = np.asarray(strata, dtype=object)[first]
-    return rows, [_stratum(_plain(v), int(N), int(n)) for v, N, n in zip(original, sizes, alloc)]
-
-
-def _stratum(value, size, n):
-    return {"value": value, "N": size, "n": n, "inclusion_probability": n / size}
-
-
-def _plain(value):
-    """A NumPy scalar as the Python value JSON can hold."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _sidecar(path):
-    return Path(str(path) + SIDECAR)
-
-
 def cmd_sample(args):
     if Path(args.output).resolve() == Path(args.data).resolve():
         raise ValueError(f"-o {args.output} is DATA itself; write the sample to another file")
     data = read_table(args.data)
     texts = data.texts(args.text_column)
+    first = None if args.labels is None else read_record(args.labels)
+    if first is not None and args.id_column is None:  # the second batch keeps the first's ids
+        args.id_column = first["id_column"]
     ids = data.ids(args.id_column)
     id_name = args.id_column or ROW_ID
     taken = {id_name, args.text_column, args.strata} - {None}
@@ -127,7 +46,17 @@ def cmd_sample(args):
                          "output; choose another name")
     strata = data.values(args.strata) if args.strata else None
     seed = int(np.random.SeedSequence().entropy % 2**63) if args.seed is None else args.seed
-    rows, design = draw_sample(len(data), args.budget, strata, seed)
+    if args.design == "active" and args.labels is None:
+        raise ValueError("--design active draws a second batch: give the labeled first batch "
+                         "with --labels FIRST (a simple random sample from skftr sample)")
+    second = None
+    if args.labels is not None:
+        if args.strata:
+            raise ValueError("--strata with --labels: a second batch is drawn from the rows "
+                             "the first left, not by strata; leave out --strata")
+        rows, design, second = _second_batch(args, data, seed)
+    else:
+        rows, design = draw_sample(len(data), args.budget, strata, seed)
 
     import pandas as pd
 
@@ -144,14 +73,66 @@ def cmd_sample(args):
         "design": "stratified" if args.strata else "srs", "strata_column": args.strata,
         "strata": design, "ids": [str(i) for i in ids[rows]],
     }
-    with atomic_path(_sidecar(args.output)) as tmp:
+    if second is not None:
+        record.update(second, design=args.design if args.design == "active" else "srs")
+    with atomic_path(sidecar_path(args.output)) as tmp:
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         write_table(pd.DataFrame(columns), args.output)
     how = (f"stratified by {args.strata!r} ({len(design)} strata, proportional)"
            if args.strata else "simple random")
+    if second is not None:
+        how = (f"second batch after {len(second['first_batch']['ids'])} labeled rows, "
+               + ("active: probabilities from the predicted error"
+                  if args.design == "active" else "uniform among the rows left"))
     print(f"drew {rows.size} of {len(data)} rows ({how}, seed {seed}) -> {args.output}; "
-          f"the draw is recorded in {_sidecar(args.output)}")
+          f"the draw is recorded in {sidecar_path(args.output)}")
     return 0
+
+
+def _second_batch(args, data, seed):
+    """The rows of a second batch after the labeled first batch ``--labels``, its strata
+    entry and what its record adds: the first batch and every row's probability."""
+    from .sampling import ActiveSampler, draw_fixed_size
+
+    first = read_record(args.labels)
+    if first is None:
+        raise ValueError(f"--labels {args.labels}: a second batch needs the first batch's draw "
+                         f"record {sidecar_path(args.labels).name} (written by skftr sample)")
+    if first.get("stage", 1) != 1 or first["design"] != "srs":
+        raise ValueError(f"--labels {args.labels}: the first batch must be a simple random "
+                         f"sample (skftr sample without --strata), got {first['design']!r}")
+    y, _ = load_labels(data, first["label_column"], args.labels, args.id_column)
+    drawn = np.isin([str(i) for i in data.ids(first["id_column"])], first["ids"])
+    missing = int((drawn & np.isnan(y)).sum())
+    if missing:
+        raise ValueError(f"--labels {args.labels}: {missing} drawn row(s) have no label; label "
+                         "every row of the first batch (a missing label biases the design)")
+    pool = np.flatnonzero(~drawn)
+    if not 1 <= args.budget < pool.size:
+        raise ValueError(f"--budget {args.budget} must be between 1 and {pool.size - 1} (the "
+                         "rows the first batch left, less one)")
+    if args.design == "active":
+        import pandas as pd
+
+        args.model_param = [("model", "drop")] + list(args.model_param)
+        est = make_estimator(args)
+        sampler = ActiveSampler(est, error_model=args.error_model, max_weight=args.max_weight,
+                                random_state=seed % 2**32).fit(
+            pd.DataFrame({args.text_column: data.texts(args.text_column)}), y)
+        pi2 = sampler.probabilities(args.budget)
+        rows, _ = sampler.sample(args.budget)
+        fitted = {"error_model": args.error_model, "error_score": sampler.error_score_,
+                  "max_weight": args.max_weight,
+                  "predictors": sampler.estimator_.predictor_names_}
+    else:
+        pi2 = np.full(len(data), args.budget / pool.size)
+        rows = pool[draw_fixed_size(pi2[pool], args.budget, np.random.default_rng(seed))]
+        fitted = {}
+    extra = {"stage": 2, "first_batch": {"file": Path(args.labels).name, "ids": first["ids"],
+                                         "probability": len(first["ids"]) / len(data)},
+             "second_probability": pi2.tolist(), **fitted}
+    return rows, [{"value": None, "N": int(pool.size), "n": int(args.budget),
+                   "inclusion_probability": None}], extra
 
 
 # ---------------------------------------------------------------------- labels in
@@ -159,18 +140,33 @@ def load_labels(data, label_column, labels=None, id_column=None):
     """The labels of DATA (NaN = unlabeled) and the draw's record, if any.
 
     Without ``labels`` they are DATA's ``label_column``. With ``labels`` (a labeled
-    ``skftr sample`` output) they are merged into DATA by row id; the sidecar beside it,
-    when present, must describe this DATA (row count and sha256) and have drawn every
-    labeled id.
+    ``skftr sample`` output, or a list of them) they are merged into DATA by row id; the
+    sidecar beside each, when present, must describe this DATA (row count and sha256)
+    and have drawn every labeled id. Two files are a first and a second batch: both
+    records are needed, and the returned record holds ``inclusion_probability``, every
+    row's probability of being labeled (:func:`skftr.sampling.two_stage_inclusion`).
     """
     if labels is None:
         return data.numbers(label_column), None
-    table, record = read_table(labels), None
-    if _sidecar(labels).is_file():
-        record = json.loads(_sidecar(labels).read_text())
+    if isinstance(labels, (list, tuple)):
+        if len(labels) == 1:
+            return load_labels(data, label_column, labels[0], id_column)
+        return _load_batches(data, label_column, labels, id_column)
+    y, record = _load_file(data, label_column, labels, id_column)
+    if record is not None and record.get("stage", 1) == 2:
+        raise ValueError(f"--labels {Path(labels).name} is a second batch; give its first "
+                         f"batch too, first: --labels {record['first_batch']['file']} "
+                         f"{Path(labels).name}")
+    return y, record
+
+
+def _load_file(data, label_column, labels, id_column):
+    """:func:`load_labels` of one file, whatever batch it is."""
+    table, record = read_table(labels), read_record(labels)
+    if record is not None:
         if id_column is not None and id_column != record["id_column"]:
             raise ValueError(f"--id-column {id_column!r} differs from the draw's id column "
-                             f"{record['id_column']!r} (recorded in {_sidecar(labels).name})")
+                             f"{record['id_column']!r} (recorded in {sidecar_path(labels).name})")
         id_column = record["id_column"]
         drawn = record["data"]
         if (drawn["rows"], drawn["sha256"]) != (len(data), data.sha256):
@@ -195,10 +191,43 @@ def load_labels(data, label_column, labels=None, id_column=None):
         undrawn = sorted(set(label_ids[np.isfinite(values)]) - set(record["ids"]), key=str)
         if undrawn:
             raise ValueError(f"{table.name}: labeled id(s) {', '.join(undrawn[:5])} were not "
-                             f"drawn by the sample recorded in {_sidecar(labels).name}")
+                             f"drawn by the sample recorded in {sidecar_path(labels).name}")
     y = np.full(len(data), np.nan)
     y[[position[key] for key in label_ids]] = values
     return y, record
+
+
+def _load_batches(data, label_column, labels, id_column):
+    """:func:`load_labels` of a first and a second batch."""
+    if len(labels) != 2:
+        raise ValueError(f"--labels takes one file, or a first and a second batch; got "
+                         f"{len(labels)} files")
+    names = [Path(path).name for path in labels]
+    records = [read_record(path) for path in labels]
+    for name, record in zip(names, records):
+        if record is None:
+            raise ValueError(f"--labels {name}: two batches need both draw records; "
+                             f"{name}{SIDECAR} is missing")
+    pi = two_stage_inclusion(*records, names=names)
+    (y1, _), (y2, _) = (_load_file(data, label_column, path, id_column) for path in labels)
+    both = np.isfinite(y1) & np.isfinite(y2)
+    if both.any():
+        raise ValueError(f"--labels: row {int(np.flatnonzero(both)[0])} is labeled in both "
+                         f"{names[0]} and {names[1]}; a row is drawn once")
+    keys = np.array([str(i) for i in data.ids(records[0]["id_column"])])
+    for name, record, y in zip(names, records, (y1, y2)):
+        missing = int((np.isin(keys, record["ids"]) & np.isnan(y)).sum())
+        if missing:
+            raise ValueError(f"--labels {name}: {missing} drawn row(s) have no label; under "
+                             "two batches every drawn row must be labeled (a missing label "
+                             "biases the weights)")
+    keep = ("design", "seed", "budget", "error_model", "error_score", "max_weight",
+            "predictors")
+    record = {"design": f"two-stage, second batch {records[1]['design']}",
+              "batches": [{"file": name, **{k: r[k] for k in keep if k in r}}
+                          for name, r in zip(names, records)],
+              "inclusion_probability": pi}
+    return np.where(np.isfinite(y1), y1, y2), record
 
 
 def parse_estimand(text):
@@ -265,8 +294,9 @@ def make_estimator(args, estimand="mean", q=0.5, verbose=0):
     return est.set_params(**dict(args.model_param))
 
 
-def _fit(args, data, y, estimand="mean", q=0.5):
-    """Fit the default estimator on DATA's texts (and score columns) and labels ``y``."""
+def _fit(args, data, y, estimand="mean", q=0.5, inclusion_probability=None):
+    """Fit the default estimator on DATA's texts (and score columns) and labels ``y``
+    (rows labeled with ``inclusion_probability`` under an unequal-probability design)."""
     import pandas as pd
 
     X = pd.DataFrame({args.text_column: data.texts(args.text_column),
@@ -276,13 +306,16 @@ def _fit(args, data, y, estimand="mean", q=0.5):
     if args.workers is not None and (args.scheduler != "local" or args.workers < 1):
         raise ValueError(f"--workers {args.workers}: the number of worker processes (at least 1) "
                          "of the Dask cluster started by --scheduler local")
+    design = {} if inclusion_probability is None else \
+        {"inclusion_probability": inclusion_probability}
     if args.scheduler is None:
-        return est.fit(X, y)
+        return est.fit(X, y, **design)
     from .distributed import cluster
 
     local = {} if args.workers is None else {"n_workers": args.workers}
     with cluster(args.scheduler, **local):  # folds fitted on the workers (joblib's Dask backend)
-        return est.set_params(n_jobs=-1 if est.n_jobs is None else est.n_jobs).fit(X, y)
+        return est.set_params(n_jobs=-1 if est.n_jobs is None else est.n_jobs).fit(X, y,
+                                                                                   **design)
 
 
 # ---------------------------------------------------------------------- estimates
@@ -389,6 +422,7 @@ def cmd_estimate(args):
     data = read_table(args.data)
     data.texts(args.text_column)
     y, record = load_labels(data, args.label_column, args.labels, args.id_column)
+    pi = None if record is None else record.get("inclusion_probability")
     strata = _strata_of(data, record)
     if strata is not None and estimand["kind"] == "quantile":
         raise ValueError("--estimand quantile with a stratified draw: a quantile of the "
@@ -406,7 +440,7 @@ def cmd_estimate(args):
                      [f"group ({args.by})", "stratum"])
 
     est = _fit(args, data, y, "quantile" if estimand["kind"] == "quantile" else "mean",
-               estimand.get("q", 0.5))
+               estimand.get("q", 0.5), inclusion_probability=pi)
     overall, cells = est.estimate_, {}
     if strata is not None:
         found, cells = domain_estimates(est, np.full(len(data), "overall", dtype=object), strata)
@@ -418,7 +452,8 @@ def cmd_estimate(args):
         rows += [(f"{args.by} = {g}", by[g]) for g in sorted(by, key=str)]
 
     label = _describe(estimand, args.label_column)
-    print(f"skftr estimate: {label}" + (", stratified draw" if strata is not None else ""))
+    print(f"skftr estimate: {label}" + (", stratified draw" if strata is not None else "")
+          + (f", {record['design']} (weighted, docs/method.md §7)" if pi is not None else ""))
     print(estimate_table(rows))
     print(fit_summary(est))
     if args.output is None:
@@ -426,13 +461,15 @@ def cmd_estimate(args):
     result = {
         "command": ["skftr"] + (sys.argv[1:] if args.argv is None else args.argv),
         "data": {"file": str(data.path), "rows": len(data), "sha256": data.sha256},
-        "labels": None if args.labels is None else str(args.labels),
+        "labels": None if args.labels is None else [str(path) for path in args.labels],
         "estimand": dict(estimand, label_column=args.label_column, description=label),
         "settings": {k: getattr(args, k) for k in ("text_column", "score_column", "by",
                                                     "backbone", "folds", "seed", "alpha",
                                                     "inference", "scheduler", "workers")}
         | {"model_param": dict(args.model_param)},
-        "design": None if record is None else {k: v for k, v in record.items() if k != "ids"},
+        "design": None if record is None else {
+            k: v for k, v in record.items()
+            if k not in ("ids", "inclusion_probability", "second_probability")},
         "fit": {"method": est.estimate_.method, "n_folds": est.n_folds_,
                 "predictors": est.predictor_names_, "lam": est.lam_,
                 "n_labeled": est.n_rectify_, "n_unlabeled": est.n_unlabeled_,
@@ -475,7 +512,7 @@ def _needed(var, var_f, n_rows, width, z):
 
 
 def plan_labels(y, predictions, stderr, n_rows, width, *, alpha=0.05, n_boot=2000,
-                random_state=None):
+                random_state=None, variance_ratio=None):
     """Labels needed for a ``1 - alpha`` interval of the mean of width ``width``.
 
     Classical: ``n = (2 z sd(Y) / W)^2``. skftr: the pilot fit's variance is
@@ -507,6 +544,13 @@ def plan_labels(y, predictions, stderr, n_rows, width, *, alpha=0.05, n_boot=200
     alpha : float, default=0.05
     n_boot : int, default=2000
     random_state : int or None
+    variance_ratio : callable or None
+        ``n -> rho(n)``, the labeled term's variance under an active second batch after
+        the pilot against a uniform draw of the same ``n`` labels
+        (:meth:`skftr.sampling.ActiveSampler.variance_ratio`, docs/method.md §7): adds
+        ``active``, the budget ``n`` with ``s_r^2 rho(n) / n + Var(f) / (N - n)`` at the
+        target (``rho`` fixed at its value there, three fixed-point steps; its range
+        rescales the skftr bootstrap by that ``rho``).
 
     Returns
     -------
@@ -547,6 +591,14 @@ def plan_labels(y, predictions, stderr, n_rows, width, *, alpha=0.05, n_boot=200
            "n_boot": n_boot}
     for key, n, n_boot_ in zip(("classical", "skftr"), needed(*point), needed(*boot)):
         out[key] = {"labels": int(n), "range": np.percentile(n_boot_, tails).round().tolist()}
+    if variance_ratio is not None:
+        n, rho = out["skftr"]["labels"], 1.0
+        for _ in range(3):
+            rho = variance_ratio(min(n, n_rows - 1))
+            n = int(needed(var_y, rho * resid_var, var_f)[1])
+        n_boot_ = needed(boot[0], rho * boot[1], boot[2])[1]
+        out["active"] = {"labels": n, "range": np.percentile(n_boot_, tails).round().tolist(),
+                         "variance_ratio": rho}
     top = min(3 * max(out["classical"]["range"][1], n_p), n_rows - 1)
     budget = np.unique(np.linspace(max(2, out["skftr"]["range"][0] / 3), top, 80).round())
     out["curve"] = {"budget": budget.astype(int).tolist()}
@@ -565,8 +617,20 @@ def cmd_plan(args):
     y = data.numbers(args.label_column)
     est = _fit(args, data, y)
     y_rect = y[est.labeled_indices_]
+    ratio = None
+    if args.design == "active":  # the pilot as the first batch of a two-stage design
+        import pandas as pd
+
+        from .sampling import ActiveSampler
+
+        args.model_param = [("model", "drop")] + list(args.model_param)
+        sampler = ActiveSampler(make_estimator(args), error_model=args.error_model,
+                                random_state=args.seed).fit(
+            pd.DataFrame({args.text_column: data.texts(args.text_column)}), y)
+        ratio = sampler.variance_ratio
     plan = plan_labels(y_rect, est.labeled_predictions_, est.estimate_.stderr,
-                       len(data), args.width, alpha=args.alpha, random_state=args.seed)
+                       len(data), args.width, alpha=args.alpha, random_state=args.seed,
+                       variance_ratio=ratio)
     level = f"{100 * (1 - args.alpha):.4g}%"
     note = ("The skftr number is conservative when more labels also train better models "
             "(the scaling law, Wang, Ye & Zhao 2025, §4): the pilot's models were trained on "
@@ -655,7 +719,29 @@ def build_parser():
                    help="random seed (default: fresh, recorded in the sidecar)")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help="file to write, e.g. to_label.csv")
-    p.set_defaults(func=cmd_sample)
+    second = p.add_argument_group(
+        "a second batch", "After a labeled simple random first batch (--labels FIRST), draw "
+        "--budget more rows from the rest: uniformly, or (--design active) with probabilities "
+        "that grow with the predicted error of the default cheap predictors fitted on the "
+        "first batch (docs/method.md §7). The record keeps every row's probability; give "
+        "both batches to skftr estimate --labels FIRST SECOND.")
+    second.add_argument("--labels", metavar="FIRST", help="the labeled first batch (an "
+                        "output of skftr sample, with its record)")
+    second.add_argument("--design", choices=["uniform", "active"], default="uniform",
+                        help="how the second batch is drawn (default: uniform)")
+    second.add_argument("--error-model", choices=["ridge", "boosting"], default="ridge",
+                        help="regressor of the squared out-of-fold error (default: ridge)")
+    second.add_argument("--max-weight", type=float, default=5.0, metavar="W",
+                        help="no row's inverse probability above W times the uniform one "
+                        "(default: 5)")
+    second.add_argument("--backbone", metavar="NAME_OR_DIR", help="language model of the "
+                        "frozen embeddings (default: minilm and mpnet)")
+    second.add_argument("--folds", type=int, metavar="K", help="cross-fitting folds "
+                        "(default: 5)")
+    second.add_argument("--model-param", action="append", default=[], type=_model_param,
+                        metavar="KEY=VALUE", help="estimator parameter (set_params); "
+                        "repeatable")
+    p.set_defaults(func=cmd_sample, score_column=[], alpha=0.05, inference=None)
 
     p = commands.add_parser("estimate", help="estimate with a valid interval",
                             description="Fit the default FineTuneRectifyEstimator on DATA (rows "
@@ -663,8 +749,10 @@ def build_parser():
                             "interval and the classical interval of the same labels.")
     p.add_argument("data", metavar="DATA", help="table of texts (and labels)")
     common(p)
-    p.add_argument("--labels", metavar="FILE", help="the labeled output of skftr sample, "
-                   "merged into DATA by row id (its draw record is checked when present)")
+    p.add_argument("--labels", metavar="FILE", nargs="+", help="the labeled output of skftr "
+                   "sample, merged into DATA by row id (its draw record is checked when "
+                   "present); or a first and a second batch (both records needed), estimated "
+                   "with the design's weights")
     p.add_argument("--id-column", metavar="COL", help="id column joining --labels to DATA "
                    f"(default: {ROW_ID}, row positions)")
     p.add_argument("--by", metavar="GROUP", help="also one estimate per value of this column")
@@ -684,6 +772,11 @@ def build_parser():
     common(p)
     p.add_argument("--width", type=float, required=True, metavar="W",
                    help="target width of the interval (high minus low)")
+    p.add_argument("--design", choices=["uniform", "active"], default="uniform",
+                   help="active: also the labels needed when the rest is drawn as an active "
+                   "second batch after the pilot (skftr sample --design active)")
+    p.add_argument("--error-model", choices=["ridge", "boosting"], default="ridge",
+                   help="error model of --design active (default: ridge)")
     fitting(p)
     p.add_argument("-o", "--output", metavar="DIR", help="write plan.json and plan.png here")
     p.set_defaults(func=cmd_plan)

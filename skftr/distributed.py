@@ -147,9 +147,11 @@ def estimate(model, partitions, *, client=None, text_column=None, cache_dir=None
     if return_predictions:
         f_u = np.concatenate([kept[i][0] for i in sorted(kept)])
         folds_u = np.concatenate([kept[i][1] for i in sorted(kept)])
-        result = est._rectify(est._y_rect, est._f_rect, f_u, est._folds, folds_u)
+        result = est._rectify(est._y_rect, est._f_rect, f_u, est._folds, folds_u,
+                              weights=est.design_weights_)
     else:
-        result = est._rectify(est._y_rect, est._f_rect, moments, est._folds, None)
+        result = est._rectify(est._y_rect, est._f_rect, moments, est._folds, None,
+                              weights=est.design_weights_)
     result = replace(result, allocation=est.allocation_)
     return (result, f_u, folds_u) if return_predictions else result
 

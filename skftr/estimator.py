@@ -109,6 +109,9 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         on the label scale, each fold at its own level (for calibration plots).
     folds_ : ndarray of int
         Fold of each rectification row (zeros for the single split).
+    design_weights_ : ndarray or None
+        ``1 / pi`` of the rectification rows when ``fit`` was given
+        ``inclusion_probability`` (an active design, docs/method.md §7); None otherwise.
     n_folds_, n_finetune_, n_rectify_, n_unlabeled_ : int
     finetune_indices_, pilot_indices_ : ndarray of int
         Single split only: the fine-tuning rows and the pilot pool.
@@ -181,7 +184,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------ fit
-    def fit(self, X, y, X_unlabeled=None):
+    def fit(self, X, y, X_unlabeled=None, *, inclusion_probability=None):
         """Fit the predictors (per fold, or on the fine-tuning rows) and rectify.
 
         Parameters
@@ -192,6 +195,14 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
             Labels; NaN marks an unlabeled row.
         X_unlabeled : same kind as X, default=None
             More unlabeled rows.
+        inclusion_probability : array-like of shape (n_rows,), default=None
+            Under an unequal-probability design (an active second batch,
+            :class:`skftr.sampling.ActiveSampler`), the probability each row (of ``X``,
+            then ``X_unlabeled``) had of being labeled, in (0, 1] (below 1 for unlabeled
+            rows). The labeled rows then rectify with weights ``1 / pi`` and the
+            unlabeled ones with ``1 / (1 - pi)`` (docs/method.md §7); the predictors are
+            cross-fitted as without it. None: every row equally likely (a simple random
+            sample).
 
         Returns
         -------
@@ -200,6 +211,7 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         self._check_params()
         start = time.perf_counter()
         X, scores, y = self._validate(X, y, X_unlabeled, reset=True)
+        pi = _check_inclusion(inclusion_probability, y)
         labeled, unlabeled = np.flatnonzero(np.isfinite(y)), np.flatnonzero(np.isnan(y))
         need = 2 * self.crossfit if self.crossfit else self.min_rectify + 1
         if labeled.size < need:
@@ -222,8 +234,11 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         self.assignment_key_ = f"{rng.randint(np.iinfo(np.int32).max):08x}"
         self._unlabeled_rows, self._n_rows = split.unlabeled, X.shape[0]
         self._seen = row_keys(X[np.unique(np.concatenate(split.train))])
+        other = np.setdiff1d(labeled, split.rectify)
+        self._w_rect, self._w_unl, w_other = (None, None, None) if pi is None else \
+            (1 / pi[split.rectify], 1 / (1 - pi[split.unlabeled]), 1 / pi[other])
         self._store(y[split.rectify], f_r, split.folds, f_u, split.folds_unlabeled,
-                    y[np.setdiff1d(labeled, split.rectify)])
+                    y[other], w_other)
         self.labeled_indices_ = split.rectify
         self.finetune_indices_ = np.empty(0, int) if self.crossfit else split.train[0]
         self.pilot_indices_ = split.pilot_indices if split.pilot_indices is not None \
@@ -239,19 +254,21 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         self.fit_time_ = time.perf_counter() - start
         return self
 
-    def _store(self, y_r, f_r, folds, f_u, folds_u, y_other):
+    def _store(self, y_r, f_r, folds, f_u, folds_u, y_other, w_other=None):
         """Rectify and keep what predict, estimate, estimate_by and score reuse."""
+        w_r, w_u = self._w_rect, self._w_unl
         self._y_rect, self._f_rect, self._folds = y_r, f_r, folds
         self._f_unl, self._folds_unl, self._y_other = f_u, folds_u, y_other
         if f_u.shape[0] < 2:
             warnings.warn("fewer than 2 unlabeled rows (NaN y or X_unlabeled): estimate_ is the "
                           "classical estimate from all labels", NoUnlabeledWarning, stacklevel=3)
             y_all = np.concatenate([y_other, y_r])
+            w_all = None if w_r is None else np.concatenate([w_other, w_r])
             estimate = replace(self._rectify(y_all, y_all[:, None], y_all[:, None], None, None,
-                                             method="classical"), n_unlabeled=0)
+                                             method="classical", weights=w_all), n_unlabeled=0)
             lam = np.zeros(f_r.shape[1])
         else:
-            estimate = self._rectify(y_r, f_r, f_u, folds, folds_u)
+            estimate = self._rectify(y_r, f_r, f_u, folds, folds_u, weights=w_r, weights_u=w_u)
             lam = np.atleast_1d(np.asarray(estimate.lam, dtype=float)) * np.ones(f_r.shape[1])
         self.estimate_ = estimate
         self.lam_ = lam
@@ -263,13 +280,15 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         self.predictor_names_ = list(self.model_.names)
         self.n_rectify_, self.n_unlabeled_ = int(y_r.size), int(estimate.n_unlabeled)
 
-    def _rectify(self, y, f, f_u, folds, folds_u, method=None):
-        """The rectified estimate (docs/method.md §2) of the estimand."""
+    def _rectify(self, y, f, f_u, folds, folds_u, method=None, weights=None, weights_u=None):
+        """The rectified estimate (docs/method.md §2) of the estimand; ``weights`` and
+        ``weights_u``: design weights of the labeled and unlabeled rows (§7)."""
         from .rectify import rectified_mean, rectified_quantile
 
         method = method or self.method
         crossfit = {} if not self.crossfit or folds is None else {"folds": folds,
                                                                   "folds_unlabeled": folds_u}
+        crossfit.update(weights=weights, weights_unlabeled=weights_u)
         if self.estimand == "quantile":
             return rectified_quantile(y, f, f_u, self.q, method=method, alpha=self.alpha,
                                       **crossfit)
@@ -297,7 +316,8 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         if X.shape[0] < 2:
             raise ValueError(f"X_unlabeled needs at least 2 rows, got {X.shape[0]}")
         folds_u, f_u = _stages.predict_by_fold(self, X, scores)
-        estimate = self._rectify(self._y_rect, self._f_rect, f_u, self._folds, folds_u)
+        estimate = self._rectify(self._y_rect, self._f_rect, f_u, self._folds, folds_u,
+                                 weights=self.design_weights_)
         return replace(estimate, allocation=self.allocation_)
 
     def estimate_by(self, groups):
@@ -327,18 +347,27 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
             rows = rows[~seen]
         if rows.size == 0:
             return -float(np.max(np.asarray(self.estimate_.stderr)) ** 2)
-        if self.method == "classical":
+        if self.method == "classical" and self.design_weights_ is None:
             y_all = np.concatenate([self._y_other, self._y_rect, y[rows]])
             return -float(np.var(y_all) / y_all.size)
         s_h = None if scores is None else scores[rows]
         folds_h, f_h = _stages.predict_by_fold(self, X[rows], s_h)
         y_r, f_r = np.concatenate([self._y_rect, y[rows]]), np.vstack([self._f_rect, f_h])
         folds = np.concatenate([self._folds, folds_h])
-        f_u, folds_u = self._f_unl, self._folds_unl
+        f_u, folds_u, w_u = self._f_unl, self._folds_unl, getattr(self, "_w_unl", None)
+        w_r = self.design_weights_
+        if w_r is not None:  # the scored rows: a simple random sample, the average weight
+            w_r = np.concatenate([w_r, np.full(rows.size, w_r.mean())])
         if f_u.shape[0] < 2:  # no unlabeled rows at fit: the scored rows stand in
-            f_u, folds_u = f_r, folds
-        est = self._rectify(y_r, f_r, f_u, folds, folds_u)
+            f_u, folds_u, w_u = f_r, folds, w_r
+        est = self._rectify(y_r, f_r, f_u, folds, folds_u, weights=w_r, weights_u=w_u)
         return -float(np.max(np.asarray(est.stderr)) ** 2)
+
+    @property
+    def design_weights_(self):
+        """Design weights ``1 / pi`` of the rectification rows (None: equal; see ``fit``)."""
+        check_is_fitted(self, "estimate_")
+        return getattr(self, "_w_rect", None)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path):
@@ -377,3 +406,24 @@ class FineTuneRectifyEstimator(RegressorMixin, BaseEstimator):
         if reset:
             self._text_input = self._takes_texts() or looks_like_texts(X)
         return validate(self, X, y, X_unlabeled, reset, name)
+
+
+def _check_inclusion(pi, y):
+    """The validated ``inclusion_probability`` of ``fit`` (None passes through)."""
+    if pi is None:
+        return None
+    from .rectify._validation import as_numeric
+
+    pi = np.asarray(as_numeric(pi, "inclusion_probability"), dtype=float)
+    if pi.ndim != 1 or pi.shape[0] != y.shape[0]:
+        raise ValueError(f"inclusion_probability must have one value per row ({y.shape[0]}, "
+                         f"X then X_unlabeled), got shape {pi.shape}")
+    bad = np.flatnonzero(~((pi > 0) & (pi <= 1)))
+    if bad.size:
+        raise ValueError(f"inclusion_probability must be in (0, 1] (a row that could not be "
+                         f"labeled cannot be estimated for); row {bad[0]} has {float(pi[bad[0]])}")
+    sure = np.flatnonzero((pi == 1) & np.isnan(y))
+    if sure.size:
+        raise ValueError(f"inclusion_probability is 1 for row {sure[0]}, which is unlabeled; "
+                         "a row labeled with certainty must have a label")
+    return pi

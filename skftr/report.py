@@ -125,7 +125,10 @@ def plan_table(plan):
     """The labels needed by the classical mean and by skftr, with their ranges."""
     level = _level(plan["alpha"])
     rows = []
-    for key, name in (("classical", "classical mean"), ("skftr", "skftr (default fit)")):
+    for key, name in (("classical", "classical mean"), ("skftr", "skftr (default fit)"),
+                      ("active", "skftr, active 2nd batch")):
+        if key not in plan:
+            continue
         need = plan[key]
         rows.append([name, f"{need['labels']}", f"[{need['range'][0]:.0f}, {need['range'][1]:.0f}]"])
     return _columns(["", "labels needed", f"{level} range (bootstrap)"], rows)

@@ -21,7 +21,11 @@ Zrnic & Candès 2024):
   §2.4);
 * cross-fitting: ``folds=`` the fold of each labeled unit, the unlabeled
   predictions by fold model (K, m[, p]) or, with ``folds_unlabeled=``, by
-  assignment (m[, p]) (docs/method.md §2.3).
+  assignment (m[, p]) (docs/method.md §2.3);
+* unequal-probability (active) designs: ``weights=`` ``1 / pi`` of the labeled
+  units and ``weights_unlabeled=`` ``1 / (1 - pi)`` of the unlabeled ones, every
+  mean weighted and every covariance linearized (Zrnic & Candès 2024, §3;
+  docs/method.md §7).
 """
 from ._mean import crossfit_mean, rectified_mean
 from ._moments import PredictionMoments

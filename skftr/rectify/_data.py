@@ -10,24 +10,35 @@ Three layouts of the unlabeled predictions (docs/method.md §2.3):
   unit, shape (m, p); unit ``i`` of fold ``k`` carries the weight
   ``(n_k / n) (m / m_k)``, so fold ``k`` counts ``n_k / n`` in total (a
   stratified mean, one prediction pass instead of K).
+
+Design weights (docs/method.md §7): when unit ``j`` was labeled with probability
+``pi_j`` (an active or any unequal-probability design), the labeled units carry
+``w_j = 1 / pi_j`` and the unlabeled units ``1 / (1 - pi_i)``; every mean below is
+then the weighted (Hajek) mean and its covariance the linearized one
+(:func:`~skftr.rectify._stats.weighted_mean_cov`). Equal weights are read as no
+weights, so they give the unweighted estimate exactly.
 """
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from ._stats import mean_cov
-from ._validation import as_1d, as_fold_ids, as_predictions, check_same_length, is_chunked
+from ._stats import mean_cov, weighted_mean_cov
+from ._validation import (
+    as_1d, as_fold_ids, as_predictions, as_weights, check_same_length, is_chunked,
+)
 
 
 @dataclass(frozen=True)
 class Labeled:
-    """Labels ``y`` (n,), predictions ``preds`` (n, p) and, when cross-fitting, fold ids."""
+    """Labels ``y`` (n,), predictions ``preds`` (n, p), when cross-fitting fold ids, and
+    design ``weights`` (n,) or None."""
 
     y: np.ndarray
     preds: np.ndarray
     folds: Optional[np.ndarray] = None
     n_folds: int = 0
+    weights: Optional[np.ndarray] = None
 
     @property
     def n(self):
@@ -37,16 +48,30 @@ class Labeled:
     def n_predictors(self):
         return self.preds.shape[1]
 
+    @property
+    def unit_weights(self):
+        """Design weights scaled to mean 1, ``n w_j / sum(w)`` (ones without weights)."""
+        if self.weights is None:
+            return np.ones(self.n)
+        return self.n * self.weights / self.weights.sum()
+
     def fold_weights(self):
-        """``n_k / n`` for each fold."""
-        return np.bincount(self.folds, minlength=self.n_folds) / self.n
+        """``n_k / n`` for each fold (with design weights: fold ``k``'s share of them)."""
+        if self.weights is None:
+            return np.bincount(self.folds, minlength=self.n_folds) / self.n
+        return np.bincount(self.folds, self.weights, minlength=self.n_folds) / self.weights.sum()
 
     def mean_cov(self, values, within_folds=True):
         """Mean of per-unit ``values`` (n, ...) and the covariance of that mean.
 
         Pooled within folds when cross-fitting and ``within_folds`` (see
-        :func:`skftr.rectify._stats.pooled_mean_cov`); plug-in otherwise.
+        :func:`skftr.rectify._stats.pooled_mean_cov`); plug-in otherwise. Weighted
+        (:func:`~skftr.rectify._stats.weighted_mean_cov`) with design weights.
         """
+        if self.weights is not None:
+            pooled = within_folds and self.folds is not None
+            return weighted_mean_cov(values, self.weights, self.folds if pooled else None,
+                                     self.n_folds if pooled else 0)
         if within_folds and self.folds is not None:
             return mean_cov(values, self.folds, self.n_folds)
         return mean_cov(values)
@@ -58,7 +83,9 @@ class Unlabeled:
 
     K' = K in the fold-model layout, 1 otherwise. ``unit_weights`` (m,) are 1,
     or in the assignment layout the stratified weights ``(n_k / n) (m / m_k)``
-    with ``groups`` (m,) the fold ids (strata).
+    with ``groups`` (m,) the fold ids (strata). With design weights ``v`` (``weighted``)
+    they are ``m v_i / sum(v)``, and in the assignment layout
+    ``m (n_k / n) v_i / sum_{fold k} v``; they always sum to ``m``.
     """
 
     preds: np.ndarray
@@ -66,6 +93,7 @@ class Unlabeled:
     unit_weights: np.ndarray
     groups: Optional[np.ndarray] = None
     n_groups: int = 0
+    weighted: bool = False
 
     @property
     def m(self):
@@ -81,17 +109,24 @@ class Unlabeled:
 
     def mean_cov(self, values):
         """Weighted mean of per-unit ``values`` (m, ...) and its covariance (strata pooled)."""
+        if self.weighted:
+            return weighted_mean_cov(values, self.unit_weights, self.groups, self.n_groups)
         weights = self.unit_weights.reshape((-1,) + (1,) * (values.ndim - 1))
         return mean_cov(values * weights, self.groups, self.n_groups)
 
 
-def read_labeled(y, yhat, folds=None):
-    """Validate the labeled units: ``y`` (n,), ``yhat`` (n,) or (n, p), ``folds`` (n,) or None."""
+def read_labeled(y, yhat, folds=None, weights=None):
+    """Validate the labeled units: ``y`` (n,), ``yhat`` (n,) or (n, p), ``folds`` (n,) or
+    None, design ``weights`` (n,) or None."""
     y = as_1d(y, "y")
     preds = as_predictions(yhat, "yhat")
     check_same_length(y=y, yhat=preds)
+    if weights is not None:
+        weights = as_weights(weights, "weights", y.shape[0])
+        if np.ptp(weights) == 0:  # equal weights: the unweighted estimate, exactly
+            weights = None
     if folds is None:
-        return Labeled(y, preds)
+        return Labeled(y, preds, weights=weights)
     folds = as_fold_ids(folds, "folds")
     check_same_length(y=y, folds=folds)
     sizes = np.bincount(folds)
@@ -102,11 +137,30 @@ def read_labeled(y, yhat, folds=None):
     if y.shape[0] <= sizes.size:
         raise ValueError(f"folds: the variance is pooled within folds, which needs more labeled "
                          f"units than folds; got {y.shape[0]} units in {sizes.size} folds")
-    return Labeled(y, preds, folds, sizes.size)
+    return Labeled(y, preds, folds, sizes.size, weights)
 
 
-def read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled=None, name="yhat_unlabeled"):
-    """Validate the unlabeled predictions in the layout of ``labeled`` and ``folds_unlabeled``."""
+def read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled=None, name="yhat_unlabeled",
+                   weights=None):
+    """Validate the unlabeled predictions in the layout of ``labeled`` and ``folds_unlabeled``,
+    with design ``weights`` (m,) of the unlabeled units or None."""
+    unlabeled = _read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled, name)
+    if weights is None:
+        return unlabeled
+    m = unlabeled.m
+    v = as_weights(weights, "weights_unlabeled", m)
+    if np.ptp(v) == 0:
+        return unlabeled
+    if unlabeled.groups is None:
+        unit = m * v / v.sum()
+    else:
+        share = np.bincount(unlabeled.groups, v, minlength=unlabeled.n_groups)
+        unit = m * labeled.fold_weights()[unlabeled.groups] * v / share[unlabeled.groups]
+    return Unlabeled(unlabeled.preds, unlabeled.model_weights, unit, unlabeled.groups,
+                     unlabeled.n_groups, weighted=True)
+
+
+def _read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled, name):
     if is_chunked(yhat_unlabeled):
         raise TypeError(f"{name} must be one array here; chunks (an iterable of arrays) are "
                         "streamed by rectified_mean without folds only")

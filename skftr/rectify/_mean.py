@@ -68,12 +68,19 @@ class _Mean(Problem):
         return (self._plain_cov if classical else self._lab_cov), self._unl_cov, None
 
 
-def _mean(y, yhat, yhat_unlabeled, folds, folds_unlabeled, method, alpha, name):
+def _mean(y, yhat, yhat_unlabeled, folds, folds_unlabeled, method, alpha, name, weights=None,
+          weights_unlabeled=None):
     """:func:`rectified_mean`, naming the unlabeled argument ``name`` in errors."""
     alpha = check_alpha(alpha)
-    labeled = read_labeled(y, yhat, folds)
+    labeled = read_labeled(y, yhat, folds, weights)
     check_method(method, labeled.n_predictors)
-    if isinstance(yhat_unlabeled, PredictionMoments):
+    if weights_unlabeled is not None:
+        if isinstance(yhat_unlabeled, PredictionMoments) or is_chunked(yhat_unlabeled):
+            raise TypeError(f"weights_unlabeled needs {name} as one array (one weight per "
+                            "unit), not moments or chunks")
+        unl = read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled, name, weights_unlabeled)
+        m, (unl_mean, unl_cov) = unl.m, unl.mean_cov(unl.combined())
+    elif isinstance(yhat_unlabeled, PredictionMoments):
         if folds_unlabeled is not None:
             raise ValueError(f"{name}: moments are grouped by fold already; leave "
                              "folds_unlabeled None")
@@ -89,7 +96,7 @@ def _mean(y, yhat, yhat_unlabeled, folds, folds_unlabeled, method, alpha, name):
 
 
 def rectified_mean(y, yhat, yhat_unlabeled, *, folds=None, folds_unlabeled=None,
-                   method="ppi++", alpha=0.05):
+                   weights=None, weights_unlabeled=None, method="ppi++", alpha=0.05):
     """Prediction-powered estimate of the mean of Y (docs/method.md §2.1-2.4).
 
     With ``p`` predictors (Wang, Ye & Zhao 2025, §2; Angelopoulos et al. 2023)::
@@ -118,6 +125,14 @@ def rectified_mean(y, yhat, yhat_unlabeled, *, folds=None, folds_unlabeled=None,
     estimate nor the interval; the variance pooled across folds
     (``ppi_py.crossppi_mean_ci``) would add the spread of the shifts.
 
+    Unequal-probability (active) designs (Zrnic & Candès 2024, "Active Statistical
+    Inference", §3; docs/method.md §7): ``weights = 1 / pi`` of the labeled units,
+    ``weights_unlabeled = 1 / (1 - pi)`` of the unlabeled ones, ``pi`` the probability
+    each unit had of being labeled. Every mean above becomes the weighted (Hajek) mean,
+    every covariance its linearized one
+    (:func:`~skftr.rectify._stats.weighted_mean_cov`), and ``lam`` is tuned on them by
+    the same function; equal weights give the unweighted estimate.
+
     Parameters
     ----------
     y : array-like of shape (n,)
@@ -137,6 +152,8 @@ def rectified_mean(y, yhat, yhat_unlabeled, *, folds=None, folds_unlabeled=None,
         Fold id in ``0..K-1`` of each labeled unit; every fold non-empty.
     folds_unlabeled : array-like of int, shape (m,), optional
         Fold model that predicted each unlabeled unit (assignment layout).
+    weights, weights_unlabeled : array-like of shape (n,) and (m,), optional
+        Design weights (positive) of the labeled and of the unlabeled units; None: equal.
     method : {"ppi++", "ppi", "classical"}, default="ppi++"
         ``lam`` tuned (:func:`~skftr.rectify._stats.power_tuning_weights`), 1
         (one predictor only), or 0 (labels only; predictions still validated).
@@ -147,7 +164,8 @@ def rectified_mean(y, yhat, yhat_unlabeled, *, folds=None, folds_unlabeled=None,
     -------
     RectifiedEstimate
     """
-    return _mean(y, yhat, yhat_unlabeled, folds, folds_unlabeled, method, alpha, "yhat_unlabeled")
+    return _mean(y, yhat, yhat_unlabeled, folds, folds_unlabeled, method, alpha, "yhat_unlabeled",
+                 weights, weights_unlabeled)
 
 
 def crossfit_mean(y, yhat, folds, yhat_unlabeled_by_fold, *, method="ppi++", alpha=0.05):

@@ -36,14 +36,16 @@ def _inv(hessian):
     return np.linalg.inv(hessian)
 
 
-def _read(X, y, yhat, X_unlabeled, yhat_unlabeled, folds, folds_unlabeled, method, alpha):
+def _read(X, y, yhat, X_unlabeled, yhat_unlabeled, folds, folds_unlabeled, method, alpha,
+          weights, weights_unlabeled):
     """Validated ``(X, labeled, X_unlabeled, unlabeled, alpha)``."""
     alpha = check_alpha(alpha)
-    labeled = read_labeled(y, yhat, folds)
+    labeled = read_labeled(y, yhat, folds, weights)
     check_method(method, labeled.n_predictors)
     X = as_2d(X, "X")
     check_same_length(X=X, y=labeled.y)
-    unlabeled = read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled)
+    unlabeled = read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled,
+                               weights=weights_unlabeled)
     X_unl = as_2d(X_unlabeled, "X_unlabeled")
     if X_unl.shape[0] != unlabeled.m:
         raise ValueError(f"yhat_unlabeled has {unlabeled.m} units but X_unlabeled has "
@@ -66,7 +68,7 @@ class _Regression(Problem):
         X, X_unl, lab, unl = self._X, self._X_unl, self._lab, self._unl
         grads = X[:, None, :] * np.column_stack([residual, residuals_f])[:, :, None]
         grads_unl = X_unl[:, None, :] * residuals_f_unl[:, :, None]
-        hessian = (X.T * curvature) @ X / lab.n
+        hessian = (X.T * (curvature * lab.unit_weights)) @ X / lab.n
         if not classical:
             hessian = (lab.n * hessian + unl.m * unl.gram(X_unl, curvature_unl)) / (lab.n + unl.m)
         return (lab.mean_cov(grads, within_folds=not classical)[1], unl.mean_cov(grads_unl)[1],
@@ -83,7 +85,9 @@ class _OLS(_Regression):
 
     def fit(self, lam):
         y = self._lab.y - self._lab.preds @ lam
-        return self._theta_f @ lam + np.linalg.lstsq(self._X, y, rcond=None)[0]
+        root = np.sqrt(self._lab.unit_weights)
+        return self._theta_f @ lam + np.linalg.lstsq(root[:, None] * self._X, root * y,
+                                                     rcond=None)[0]
 
     def covariances(self, theta, classical):
         X, X_unl, lab = self._X, self._X_unl, self._lab
@@ -97,20 +101,21 @@ class _Logistic(_Regression):
     def fit(self, lam):
         X, X_unl, lab, unl = self._X, self._X_unl, self._lab, self._unl
         s = lam.sum()  # L = (1 - s) mean_lab softplus + s mean_unl softplus - theta'b
-        w = unl.unit_weights
-        b = X.T @ (lab.y - lab.preds @ lam) / lab.n + X_unl.T @ (w * (self._f_unl @ lam)) / unl.m
+        w, w_lab = unl.unit_weights, lab.unit_weights
+        b = (X.T @ (w_lab * (lab.y - lab.preds @ lam)) / lab.n
+             + X_unl.T @ (w * (self._f_unl @ lam)) / unl.m)
 
         def fun(theta):
             z, z_unl = X @ theta, X_unl @ theta
-            loss = ((1 - s) * np.logaddexp(0, z).mean() + s * (w * np.logaddexp(0, z_unl)).mean()
-                    - theta @ b)
-            grad = ((1 - s) * (X.T @ expit(z)) / lab.n
+            loss = ((1 - s) * (w_lab * np.logaddexp(0, z)).mean()
+                    + s * (w * np.logaddexp(0, z_unl)).mean() - theta @ b)
+            grad = ((1 - s) * (X.T @ (w_lab * expit(z))) / lab.n
                     + s * (X_unl.T @ (w * expit(z_unl))) / unl.m - b)
             return loss, grad
 
         def hess(theta):
             p, p_unl = expit(X @ theta), expit(X_unl @ theta)
-            return ((1 - s) * (X.T * (p * (1 - p))) @ X / lab.n
+            return ((1 - s) * (X.T * (w_lab * p * (1 - p))) @ X / lab.n
                     + s * unl.gram(X_unl, p_unl * (1 - p_unl)))
 
         res = minimize(fun, np.zeros(X.shape[1]), jac=True, hess=hess, method="trust-exact",
@@ -131,7 +136,7 @@ class _Logistic(_Regression):
 
 
 def rectified_ols(X, y, yhat, X_unlabeled, yhat_unlabeled, *, folds=None, folds_unlabeled=None,
-                  method="ppi++", alpha=0.05):
+                  weights=None, weights_unlabeled=None, method="ppi++", alpha=0.05):
     """Prediction-powered least-squares coefficients of Y on X (docs/method.md §2.5).
 
     ``theta = sum_l lam_l theta_f,l + OLS(X, Y - sum_l lam_l f_l)`` with the
@@ -156,6 +161,11 @@ def rectified_ols(X, y, yhat, X_unlabeled, yhat_unlabeled, *, folds=None, folds_
         (or (m,) or (m, p) with ``folds_unlabeled``).
     folds, folds_unlabeled : array-like of int, optional
         Cross-fitting fold ids, as in :func:`rectified_mean`.
+    weights, weights_unlabeled : array-like of shape (n,) and (m,), optional
+        Design weights of an unequal-probability (active) design, as in
+        :func:`rectified_mean`: every labeled mean (losses, gradients, the Hessian) is
+        weighted by ``1 / pi``, every unlabeled one by ``1 / (1 - pi)``
+        (docs/method.md §7).
     method : {"ppi++", "ppi", "classical"}, default="ppi++"
     alpha : float in (0, 1)
 
@@ -165,7 +175,8 @@ def rectified_ols(X, y, yhat, X_unlabeled, yhat_unlabeled, *, folds=None, folds_
         Vector target: ``value``, ``stderr`` and ``ci`` hold arrays of length d.
     """
     X, labeled, X_unl, unlabeled, alpha = _read(X, y, yhat, X_unlabeled, yhat_unlabeled, folds,
-                                                folds_unlabeled, method, alpha)
+                                                folds_unlabeled, method, alpha, weights,
+                                                weights_unlabeled)
     return rectify(_OLS(X, labeled, X_unl, unlabeled), method, alpha, n_labeled=labeled.n,
                    n_unlabeled=unlabeled.m, n_folds=labeled.n_folds)
 
@@ -176,7 +187,8 @@ def _check_unit_interval(a, name):
 
 
 def rectified_logistic(X, y, yhat, X_unlabeled, yhat_unlabeled, *, folds=None,
-                       folds_unlabeled=None, method="ppi++", alpha=0.05):
+                       folds_unlabeled=None, weights=None, weights_unlabeled=None,
+                       method="ppi++", alpha=0.05):
     """Prediction-powered logistic-regression coefficients (docs/method.md §2.5).
 
     Minimizes the rectified log-loss (module docstring) by Newton trust-region
@@ -197,6 +209,11 @@ def rectified_logistic(X, y, yhat, X_unlabeled, yhat_unlabeled, *, folds=None,
         (K, m) or (K, m, p) (or (m,) or (m, p) with ``folds_unlabeled``).
     folds, folds_unlabeled : array-like of int, optional
         Cross-fitting fold ids, as in :func:`rectified_mean`.
+    weights, weights_unlabeled : array-like of shape (n,) and (m,), optional
+        Design weights of an unequal-probability (active) design, as in
+        :func:`rectified_mean`: every labeled mean (losses, gradients, the Hessian) is
+        weighted by ``1 / pi``, every unlabeled one by ``1 / (1 - pi)``
+        (docs/method.md §7).
     method : {"ppi++", "ppi", "classical"}, default="ppi++"
     alpha : float in (0, 1)
 
@@ -206,7 +223,8 @@ def rectified_logistic(X, y, yhat, X_unlabeled, yhat_unlabeled, *, folds=None,
         Vector target: ``value``, ``stderr`` and ``ci`` hold arrays of length d.
     """
     X, labeled, X_unl, unlabeled, alpha = _read(X, y, yhat, X_unlabeled, yhat_unlabeled, folds,
-                                                folds_unlabeled, method, alpha)
+                                                folds_unlabeled, method, alpha, weights,
+                                                weights_unlabeled)
     _check_unit_interval(labeled.y, "y")
     _check_unit_interval(labeled.preds, "yhat")
     _check_unit_interval(unlabeled.preds, "yhat_unlabeled")

@@ -37,11 +37,12 @@ class _Quantile(Problem):
     def __init__(self, labeled, unlabeled, q):
         self._lab, self._unl, self._q = labeled, unlabeled, q
         self.n_predictors = labeled.n_predictors
-        self._f_y = _ECDF(labeled.y)
-        self._f_lab = [_ECDF(f) for f in labeled.preds.T]
+        omega = None if labeled.weights is None else labeled.weights / labeled.weights.sum()
+        self._f_y = _ECDF(labeled.y, omega)
+        self._f_lab = [_ECDF(f, omega) for f in labeled.preds.T]
         k, m, _ = unlabeled.preds.shape
         weights = None
-        if k > 1 or unlabeled.groups is not None:
+        if k > 1 or unlabeled.groups is not None or unlabeled.weighted:
             weights = np.outer(unlabeled.model_weights, unlabeled.unit_weights).ravel() / m
         self._f_unl = [_ECDF(unlabeled.preds[:, :, l].ravel(), weights)
                        for l in range(self.n_predictors)]
@@ -89,7 +90,7 @@ class _Quantile(Problem):
 
 
 def rectified_quantile(y, yhat, yhat_unlabeled, q, *, folds=None, folds_unlabeled=None,
-                       method="ppi++", alpha=0.05):
+                       weights=None, weights_unlabeled=None, method="ppi++", alpha=0.05):
     """Prediction-powered estimate of the ``q``-quantile of Y (docs/method.md §2.5).
 
     The quantile is the M-estimator of the pinball loss; its rectified
@@ -115,6 +116,10 @@ def rectified_quantile(y, yhat, yhat_unlabeled, q, *, folds=None, folds_unlabele
     ``stderr`` is the interval half-width over ``z_{1-alpha/2}``, so
     ``pvalue`` is a normal approximation.
 
+    Unequal-probability (active) designs (Zrnic & Candès 2024, §3; docs/method.md
+    §7): ``weights`` (``1 / pi``) and ``weights_unlabeled`` (``1 / (1 - pi)``) as in
+    :func:`rectified_mean`; the CDFs are then weighted and their variance linearized.
+
     Parameters
     ----------
     y : array-like of shape (n,)
@@ -124,6 +129,8 @@ def rectified_quantile(y, yhat, yhat_unlabeled, q, *, folds=None, folds_unlabele
     q : float in (0, 1)
     folds, folds_unlabeled : array-like of int, optional
         Cross-fitting fold ids, as in :func:`rectified_mean`.
+    weights, weights_unlabeled : array-like of shape (n,) and (m,), optional
+        Design weights of the labeled and unlabeled units, as in :func:`rectified_mean`.
     method : {"ppi++", "ppi", "classical"}, default="ppi++"
         Weights tuned at the classical quantile, 1, or 0 (the usual
         order-statistic interval).
@@ -135,8 +142,9 @@ def rectified_quantile(y, yhat, yhat_unlabeled, q, *, folds=None, folds_unlabele
     """
     alpha = check_alpha(alpha)
     q = check_alpha(q, "q")
-    labeled = read_labeled(y, yhat, folds)
+    labeled = read_labeled(y, yhat, folds, weights)
     check_method(method, labeled.n_predictors)
-    unlabeled = read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled)
+    unlabeled = read_unlabeled(yhat_unlabeled, labeled, folds_unlabeled,
+                               weights=weights_unlabeled)
     return rectify(_Quantile(labeled, unlabeled, q), method, alpha, n_labeled=labeled.n,
                    n_unlabeled=unlabeled.m, n_folds=labeled.n_folds)

@@ -115,6 +115,34 @@ def mean_cov(values, groups=None, n_groups=0):
     return pooled_mean_cov([Moments.of(values[groups == k]) for k in range(n_groups)])
 
 
+def weighted_mean_cov(values, weights, groups=None, n_groups=0):
+    """Weighted (Hajek) mean ``sum_j w_j v_j / sum_j w_j`` of the rows of ``values`` (N, ...)
+    and the covariance of that mean, linearized and pooled within ``groups``.
+
+    With ``omega = w / sum(w)`` and ``vbar_g`` the ``w``-weighted mean of group ``g``::
+
+        cov = sum_g sum_{j in g} omega_j^2 (v_j - vbar_g)(v_j - vbar_g)' N / (N - G)
+
+    (``G = 1``, no factor, without groups), the variance of a ratio estimator under
+    independent (Poisson) inclusion given the units (Sarndal, Swensson & Wretman 1992,
+    §5.7; docs/method.md §7). It is :func:`mean_cov` of the linearized values
+    ``N omega_j (v_j - vbar_g)``, whose group means are 0, so equal weights give
+    :func:`mean_cov` of ``values`` itself.
+    """
+    n = values.shape[0]
+    values = values.reshape(n, int(np.prod(values.shape[1:])))
+    omega = weights / weights.sum()
+    centered = values - values[0]  # a constant column stays exactly constant
+    if groups is None:
+        centered = centered - omega @ centered
+    else:
+        for k in range(n_groups):
+            rows = groups == k
+            centered[rows] -= omega[rows] @ centered[rows] / omega[rows].sum()
+    mean = values[0] + omega @ (values - values[0])
+    return mean, mean_cov(n * omega[:, None] * centered, groups, n_groups)[1]
+
+
 def _trace_products(cov, n_blocks, hess_inv):
     """``T[a, b] = tr(H^-1 C_ab H^-1)`` for the (d, d) blocks ``C_ab`` of ``cov``."""
     d = cov.shape[0] // n_blocks

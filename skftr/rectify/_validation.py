@@ -127,6 +127,19 @@ def as_predictions(x, name, *, units="n", by_model=False, n_predictors=None, min
     return arr
 
 
+def as_weights(x, name, n):
+    """Design weights (inverse inclusion probabilities): ``n`` finite values > 0, float64."""
+    arr = as_1d(x, name, min_len=1)
+    if arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} values but there are {n} units; one "
+                         "weight per unit")
+    if not (arr > 0).all():
+        bad = int(np.flatnonzero(~(arr > 0))[0])
+        raise ValueError(f"{name} must be positive (an inverse inclusion probability); unit "
+                         f"{bad} has {float(arr[bad])}")
+    return arr
+
+
 def as_fold_ids(x, name):
     """Validate a 1-d array of non-negative integer fold ids."""
     arr = as_numeric(x, name)
