@@ -261,7 +261,8 @@ def test_one_trunk_pass_serves_the_ridge_and_the_fine_tune(tiny_bert_dir, data, 
     (tune,) = info["fine_tunes"]
     assert tune["top_layers"] == 1 and len(tune["fine_tune_kept"]) == 2
     assert any("trunk, labeled rows" in stage for stage in info["seconds"])
-    assert 0 <= sum(info["seconds"].values()) <= est.fit_time_ + 1e-6
+    # each stage is rounded to 0.01 s: their sum exceeds the fit time by at most 0.005 each
+    assert 0 <= sum(info["seconds"].values()) <= est.fit_time_ + 0.005 * len(info["seconds"])
     from skftr.report import fit_summary
 
     summary = fit_summary(est)
