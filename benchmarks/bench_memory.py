@@ -86,7 +86,9 @@ def main():
         rows = []
         for m in args.sizes:
             out = subprocess.run([sys.executable, __file__, "--one", tmp, str(m)],
-                                 capture_output=True, text=True, check=True)
+                                 capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"the fit on {m} texts failed:\n{out.stderr[-3000:]}")
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(rows[-1], file=sys.stderr)
     print("| unlabeled texts | peak RSS (MiB) | RSS with the texts loaded | fit's own peak "

@@ -27,7 +27,7 @@ from ._hf import pool, seeded, torch_threads
 from ._inputs import check_target, check_texts
 from .exceptions import UntrustedFileError
 from .losses import LOSSES
-from .trunk import PRECISIONS, TrunkSpec, get_trunk
+from .trunk import PRECISIONS, TrunkSpec, get_trunk, padded_shape
 
 __all__ = ["TopLayersRegressor", "TopLayersModule", "build_top_model"]
 
@@ -128,9 +128,12 @@ class _States(torch.utils.data.Dataset):
         return np.asarray(states, dtype=np.float32), 0.0 if self.z is None else self.z[i]
 
 
-def _collate(batch):
-    """Pad a batch of (tokens, d) states to its longest text: ``{"states", "mask"}``, y."""
-    width = max(len(s) for s, _ in batch)
+def _collate(batch, pad_rows=False):
+    """Pad a batch of (tokens, d) states to its longest text, rounded as the trunk rounds
+    its batches (:func:`skftr.trunk.padded_shape`): ``{"states", "mask"}``, y.
+    ``pad_rows``: also round the rows up (the extra rows repeat the last text)."""
+    rows, width = padded_shape(len(batch), max(len(s) for s, _ in batch))
+    batch = list(batch) + batch[-1:] * (rows - len(batch)) if pad_rows else batch
     states = torch.zeros(len(batch), width, batch[0][0].shape[1])
     mask = torch.zeros(len(batch), width, dtype=torch.long)
     for i, (s, _) in enumerate(batch):
@@ -361,9 +364,10 @@ class TopLayersRegressor(RegressorMixin, BaseEstimator):
         with torch.inference_mode():
             for start in range(0, rows.size, 64):
                 part = order[start:start + 64]
-                x, _ = _collate([_States(outputs, layer, rows[part])[i] for i in range(part.size)])
+                x, _ = _collate([_States(outputs, layer, rows[part])[i] for i in range(part.size)],
+                                pad_rows=True)
                 x = {k: v.to(spec.device) for k, v in x.items()}
-                out[part] = self.module_(**x).float().cpu().numpy()
+                out[part] = self.module_(**x)[:part.size].float().cpu().numpy()
         return out
 
     def predict_trunk(self, outputs):

@@ -8,7 +8,8 @@ import torch
 
 from skftr.exceptions import UntrustedFileError
 from skftr.finetune import TopLayersRegressor, build_top_model
-from skftr.trunk import TrunkOutputs, TrunkSpec, cached_outputs, get_trunk, resolve_precision
+from skftr.trunk import (TrunkOutputs, TrunkSpec, cached_outputs, get_trunk, padded_shape,
+                         resolve_precision)
 
 from conftest import TINY_WORDS
 
@@ -100,6 +101,49 @@ def test_state_layer_is_checked(tiny_bert_dir):
     assert trunk.state_layer(1) == 1 and trunk.state_layer(2) == 0
     with pytest.raises(ValueError, match="top_layers=3 but the backbone has 2"):
         trunk.state_layer(3)
+
+
+
+def test_padded_shape_rounds_rows_to_powers_of_two_and_widths_to_eights():
+    assert [padded_shape(r, 1) for r in (1, 2, 3, 5, 64, 65)] == \
+        [(1, 8), (2, 8), (4, 8), (8, 8), (64, 8), (128, 8)]
+    assert [padded_shape(1, w)[1] for w in (7, 8, 9, 17)] == [8, 8, 16, 24]
+
+
+def _shapes_of(module, monkeypatch, key):
+    """Record the shape of ``key`` in every forward call of ``module``."""
+    shapes, forward = [], module.forward
+
+    def recording(*args, **kwargs):
+        shapes.append(tuple(kwargs[key].shape[:2]))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(module, "forward", recording)
+    return shapes
+
+
+def test_streamed_passes_meet_a_bounded_set_of_shapes(tiny_bert_dir, rng, monkeypatch):
+    """Chunks and fold subsets of every size run on powers of two rows and widths in
+    eights (the per-shape kernel caches stay bounded: memory stays flat), with the same
+    outputs as one text at a time."""
+    trunk = get_trunk(TrunkSpec.of(tiny_bert_dir, precision="fp32"))
+    texts, y = make_texts(rng, 400)
+    single = TrunkOutputs.concat([trunk.run([t], (1,)) for t in texts[:40]])
+    model = fit_tiny(tiny_bert_dir, texts[:120], y[:120], max_epochs=1)
+    model.warm_start_kept_ = False  # run the top layer whatever the check decided
+    each = np.concatenate([model.predict_trunk(single.take([i])) for i in range(40)])
+    shapes = _shapes_of(trunk.model, monkeypatch, "input_ids")
+    top_shapes = _shapes_of(model.module_, monkeypatch, "states")
+    for _ in range(30):
+        rows = np.sort(rng.choice(400, size=int(rng.integers(1, 200)), replace=False))
+        out = trunk.run([texts[i] for i in rows], (1,))
+        model.predict_trunk(out)
+    for n, width in shapes + top_shapes:
+        assert n & (n - 1) == 0 and width % 8 == 0, (n, width)
+    assert len(set(shapes)) <= 9 * 2 and len(set(top_shapes)) <= 7 * 2  # 2 widths: <= 13 tokens
+    first = trunk.run(texts[:40], (1,))
+    np.testing.assert_allclose(first.embeddings, single.embeddings, atol=1e-5)
+    np.testing.assert_allclose(model.predict_trunk(first), each, rtol=1e-4, atol=1e-4)
 
 
 # ------------------------------------------------------------------ the fine-tune
