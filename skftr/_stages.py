@@ -210,7 +210,8 @@ def fit_folds(predictors, X, y, scores, split, *, text_input, score_names=(), in
       backbone serves all of them (:func:`_fit_trunk_readers`, docs/method.md §3.4), kept on
       disk under ``memory`` when given;
     * other :class:`~skftr.predictors.TextRidge` features (TF-IDF, length) carry no label,
-      so they are computed once for every row and only the ridge is refitted per fold;
+      so they are fitted once and only the ridge is refitted per fold
+      (:func:`_fit_feature_ridges`);
     * any other model (``LoRARegressor``, a user's pipeline) is cloned and fitted per
       fold, in parallel with joblib (``n_jobs``; a Dask or Ray joblib backend scales them
       out). ``inference`` turns each fitted torch model into its fast copy
@@ -252,14 +253,9 @@ def fit_folds(predictors, X, y, scores, split, *, text_input, score_names=(), in
         tick(f"fold {f + 1}/{k}: {_name(predictors[j])}")
     if tasks:
         seconds["models"], start = perf_counter() - start, perf_counter()
-    for j in ridges:
-        features, Z = predictors[j].featurize(X.tolist())
-        for f in range(k):
-            fitted = clone(predictors[j]).fit_features(features, Z[split.train[f]],
-                                                       y[split.train[f]])
-            members[f][j], preds[f][:, j] = fitted, fitted.predict_features(Z[targets[f]])
-        tick(f"{_name(predictors[j])} on {k} fold(s)")
     if ridges:
+        _fit_feature_ridges({j: predictors[j] for j in ridges}, X, y, split, members, preds,
+                            tick)
         seconds["feature ridges"] = perf_counter() - start
     for spec, js in groups.items():
         seconds.update(_fit_trunk_readers(spec, {j: predictors[j] for j in js}, X, y, split,
@@ -315,9 +311,7 @@ def _fit_trunk_readers(spec, readers, X, y, split, members, preds, memory, tick)
     trunk = get_trunk(spec)
     layers = sorted({layer for p in readers.values() if hasattr(p, "trunk_layers")
                      for layer in p.trunk_layers(trunk)})
-    labeled = np.unique(np.concatenate(split.train + [split.rectify]))
-    position = np.full(X.shape[0], -1)
-    position[labeled] = np.arange(labeled.size)
+    labeled, position = _labeled_positions(split, X.shape[0])
     cached = cached_outputs(trunk, X.tolist(), layers, memory) if memory is not None else None
     outputs = cached.take(labeled) if cached is not None else trunk.run(X[labeled].tolist(), layers)
     seconds = {f"{name} trunk, labeled rows": perf_counter() - start}
@@ -330,31 +324,90 @@ def _fit_trunk_readers(spec, readers, X, y, split, members, preds, memory, tick)
             preds[f][:rectify.size, j] = _predict_reader(members[f][j], outputs.take(rectify))
             tick(f"fold {f + 1}/{k}: {_name(predictor)}")
     seconds[f"{name} readers, {k} fold(s)"], start = perf_counter() - start, perf_counter()
-    # the unlabeled rows: position of each in its fold's target rows, then chunk by chunk
-    n_rect = np.bincount(split.folds, minlength=k)
-    slot = np.empty(split.unlabeled.size, dtype=int)
-    for f in range(k):
-        mine = np.flatnonzero(split.folds_unlabeled == f)
-        slot[mine] = n_rect[f] + np.arange(mine.size)
     states = layers if any(_needs_states(members[f][j]) for f in range(k) for j in readers) else ()
     if cached is not None:
         chunks = ((first, cached.take(split.unlabeled[first:first + _CHUNK]))
                   for first in range(0, split.unlabeled.size, _CHUNK))
     else:
         chunks = trunk.stream(X[split.unlabeled].tolist(), states, chunk_size=_CHUNK)
-    for first, chunk in chunks:
-        rows = np.arange(first, first + len(chunk))
-        for f in range(k):
-            mine = np.flatnonzero(split.folds_unlabeled[rows] == f)
-            if mine.size:
-                part = chunk.take(mine)
-                for j in readers:
-                    preds[f][slot[rows[mine]], j] = _predict_reader(members[f][j], part)
+
+    def predict(f, chunk, mine):
+        part = chunk.take(mine)
+        return {j: _predict_reader(members[f][j], part) for j in readers}
+
+    _predict_unlabeled(split, preds, ((first, len(c), c) for first, c in chunks), predict)
     seconds[f"{name} trunk and readers, unlabeled rows"] = perf_counter() - start
     return seconds
 
 
-_CHUNK = 2048  # unlabeled texts per streamed chunk of the trunk
+def _fit_feature_ridges(ridges, X, y, split, members, preds, tick):
+    """Fit and predict, fold by fold, the ``ridges`` ``{j: TextRidge}`` on label-free
+    features (TF-IDF, length).
+
+    Each featurizer is fitted once, on the labeled rows and at most ``_FEATURIZER_ROWS``
+    of the others (evenly spaced: a TF-IDF vocabulary and its idf need no more, and a
+    vocabulary of every text would grow with the corpus); each fold's ridge is fitted on
+    its training rows' features. The unlabeled rows are featurized a chunk at a time and
+    each row predicted by its fold's ridge, so no feature row of the unlabeled set is
+    kept (docs/method.md §3.4: memory stays flat as the number of texts grows).
+    """
+    labeled, position = _labeled_positions(split, X.shape[0])
+    room = max(0, _FEATURIZER_ROWS - labeled.size)
+    m = split.unlabeled.size
+    sample = split.unlabeled[np.unique(np.linspace(0, m - 1, min(m, room)).astype(int))]
+    texts = X[labeled].tolist()
+    k = len(split.train)
+    for j, predictor in ridges.items():
+        features = predictor.make_features().fit(texts + X[sample].tolist())
+        Z = features.transform(texts)
+        for f in range(k):
+            rectify = position[split.rectify[split.folds == f]]
+            members[f][j] = clone(predictor).fit_features(features, Z[position[split.train[f]]],
+                                                          y[split.train[f]])
+            preds[f][:rectify.size, j] = members[f][j].predict_features(Z[rectify])
+        tick(f"{_name(predictor)} on {k} fold(s)")
+    chunks = ((first, X[split.unlabeled[first:first + _CHUNK]].tolist())
+              for first in range(0, m, _CHUNK))
+    featurized = ((first, len(part), {j: members[0][j].features_.transform(part) for j in ridges})
+                  for first, part in chunks)
+
+    def predict(f, Z, mine):
+        return {j: members[f][j].predict_features(Z[j][mine]) for j in ridges}
+
+    _predict_unlabeled(split, preds, featurized, predict)
+
+
+def _labeled_positions(split, n):
+    """The labeled rows (sorted) of a split and, for each of the ``n`` rows, its
+    position among them (-1 for an unlabeled row)."""
+    labeled = np.unique(np.concatenate(split.train + [split.rectify]))
+    position = np.full(n, -1)
+    position[labeled] = np.arange(labeled.size)
+    return labeled, position
+
+
+def _predict_unlabeled(split, preds, chunks, predict):
+    """Fill the unlabeled rows of each fold's ``preds`` (after its rectification rows),
+    chunk by chunk: ``chunks`` yields ``(first, size, data)`` for consecutive unlabeled
+    rows, and ``predict(f, data, mine)`` returns ``{j: predictions}`` of fold ``f``'s
+    models for the chunk's rows ``mine`` (positions in the chunk), the rows of that fold."""
+    k = len(split.train)
+    n_rect = np.bincount(split.folds, minlength=k)
+    slot = np.empty(split.unlabeled.size, dtype=int)
+    for f in range(k):
+        mine = np.flatnonzero(split.folds_unlabeled == f)
+        slot[mine] = n_rect[f] + np.arange(mine.size)
+    for first, size, data in chunks:
+        rows = np.arange(first, first + size)
+        for f in range(k):
+            mine = np.flatnonzero(split.folds_unlabeled[rows] == f)
+            if mine.size:
+                for j, pred in predict(f, data, mine).items():
+                    preds[f][slot[rows[mine]], j] = pred
+
+
+_CHUNK = 2048  # unlabeled texts per streamed chunk (of a trunk, of a featurizer)
+_FEATURIZER_ROWS = 20_000  # texts a label-free featurizer (TF-IDF) is fitted on, at most
 
 
 def fit_info(ensemble, seconds):

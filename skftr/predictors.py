@@ -41,9 +41,12 @@ class TextRidge(RegressorMixin, BaseEstimator):
     alphas : tuple of float, default=10**(-3..4)
         Ridge penalties tried by ``RidgeCV`` (efficient leave-one-out).
     memory : str, joblib.Memory or None, default=None
-        Caches the embeddings or TF-IDF of a list of texts on disk (``joblib.Memory``), so
-        a refit on the same texts (labels often arrive in batches) does not embed them
-        again.
+        Caches features on disk, so a refit on the same texts (labels often arrive in
+        batches) does not embed them again: inside ``FineTuneRectifyEstimator`` the
+        embedding's trunk pass (:func:`skftr.trunk.cached_outputs`); fitted on its own,
+        the embeddings or TF-IDF of the texts (``joblib.Memory``). Inside the estimator
+        TF-IDF and length, seconds to compute, are recomputed a chunk of texts at a time
+        (memory stays flat as the corpus grows).
 
     Attributes
     ----------

@@ -326,6 +326,39 @@ def test_streaming_the_unlabeled_rows_changes_nothing(tiny_bert_dir, data, monke
     assert chunked.estimate_.value == pytest.approx(whole.estimate_.value, rel=1e-6)
 
 
+
+def test_feature_ridges_stream_the_unlabeled_rows_and_fit_a_bounded_sample(data, monkeypatch):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from skftr import FineTuneRectifyEstimator, TextRidge, _stages
+
+    texts, y = data
+    y = y.copy()
+    y[60:] = np.nan
+
+    def fit():
+        return FineTuneRectifyEstimator("drop", predictors=[TextRidge("tfidf"),
+                                                            TextRidge("length")],
+                                        crossfit=2, random_state=0).fit(texts, y)
+
+    def vocabulary(rows):
+        tfidf = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+        return tfidf.fit([texts[i] for i in rows]).vocabulary_
+
+    whole = fit()  # 160 texts, under the bound: the featurizer saw every text
+    assert whole.model_.members[1][0].features_.vocabulary_ == vocabulary(range(160))
+    monkeypatch.setattr(_stages, "_CHUNK", 7)
+    chunked = fit()
+    np.testing.assert_allclose(chunked._f_unl, whole._f_unl, rtol=1e-10, atol=1e-12)
+    assert chunked.estimate_.value == pytest.approx(whole.estimate_.value, rel=1e-12)
+    monkeypatch.setattr(_stages, "_FEATURIZER_ROWS", 80)
+    bounded = fit()  # the 60 labeled rows and 20 evenly spaced unlabeled ones
+    sample = list(range(60)) + list(60 + np.unique(np.linspace(0, 99, 20).astype(int)))
+    assert bounded.model_.members[0][0].features_.vocabulary_ == vocabulary(sample)
+    assert vocabulary(sample) != vocabulary(range(160))
+    assert bounded._f_unl.shape == whole._f_unl.shape and np.all(np.isfinite(bounded._f_unl))
+
+
 def test_memory_runs_the_trunk_once_for_every_refit(tiny_bert_dir, data, tmp_path, monkeypatch,
                                                     fp32):
     from skftr.trunk import Trunk
