@@ -129,10 +129,11 @@ class _States(torch.utils.data.Dataset):
 
 
 def _collate(batch, pad_rows=False):
-    """Pad a batch of (tokens, d) states to its longest text, rounded as the trunk rounds
-    its batches (:func:`skftr.trunk.padded_shape`): ``{"states", "mask"}``, y.
-    ``pad_rows``: also round the rows up (the extra rows repeat the last text)."""
-    rows, width = padded_shape(len(batch), max(len(s) for s, _ in batch))
+    """Pad a batch of (tokens, d) states to its longest text rounded up to a multiple of 8
+    (:func:`skftr.trunk.padded_shape`): ``{"states", "mask"}``, y. ``pad_rows``: also
+    pad to ``_PREDICT_ROWS`` rows (the extra rows repeat the last text)."""
+    rows, width = padded_shape(len(batch), max(len(s) for s, _ in batch), full=_PREDICT_ROWS,
+                               steps=1, round_width=True)
     batch = list(batch) + batch[-1:] * (rows - len(batch)) if pad_rows else batch
     states = torch.zeros(len(batch), width, batch[0][0].shape[1])
     mask = torch.zeros(len(batch), width, dtype=torch.long)
@@ -141,6 +142,9 @@ def _collate(batch, pad_rows=False):
         mask[i, :len(s)] = 1
     y = torch.tensor([t for _, t in batch], dtype=torch.float32)
     return {"states": states, "mask": mask}, y
+
+
+_PREDICT_ROWS = 64  # texts per forward pass of the top layers when predicting
 
 
 class TopLayersRegressor(RegressorMixin, BaseEstimator):
@@ -362,8 +366,8 @@ class TopLayersRegressor(RegressorMixin, BaseEstimator):
         out = np.empty(rows.size)
         self.module_.eval()
         with torch.inference_mode():
-            for start in range(0, rows.size, 64):
-                part = order[start:start + 64]
+            for start in range(0, rows.size, _PREDICT_ROWS):
+                part = order[start:start + _PREDICT_ROWS]
                 x, _ = _collate([_States(outputs, layer, rows[part])[i] for i in range(part.size)],
                                 pad_rows=True)
                 x = {k: v.to(spec.device) for k, v in x.items()}

@@ -2,8 +2,8 @@
 
 A backbone with ``L`` transformer layers is run once over the texts (docs/method.md §3.4):
 
-* in length-sorted batches padded to their own longest text (dynamic padding), rounded to
-  a bounded set of shapes (:func:`padded_shape`), so that the CPU kernels' per-shape caches
+* in length-sorted batches padded to their own longest text (dynamic padding), on a
+  bounded set of shapes (:func:`padded_shape`), so that the CPU kernels' per-shape caches
   stay bounded and memory stays flat however many texts stream through;
 * in bfloat16 where the device computes it natively (a CPU with ``avx512_bf16`` or AMX, a
   CUDA GPU with bf16), else in float32 (:func:`resolve_precision`);
@@ -32,20 +32,27 @@ __all__ = ["Trunk", "TrunkOutputs", "TrunkSpec", "get_trunk", "cached_outputs",
 PRECISIONS = ("auto", "bf16", "fp32")
 _BATCH_TOKENS = 64 * 128  # tokens per forward pass (64 texts of 128 tokens)
 _CHUNK = 2048  # texts per streamed chunk
-_PAD_MULTIPLE = 8  # token widths of a forward pass are rounded up to a multiple of this
+_ROW_STEPS = 32  # a batch's rows are rounded up to a multiple of 1/32 of a full batch
+_PAD_MULTIPLE = 8  # token widths of the top layers' batches are rounded up to a multiple of this
 
 
-def padded_shape(rows, width):
+def padded_shape(rows, width, full, steps=_ROW_STEPS, round_width=False):
     """The shape ``(rows, width)`` of a forward pass over ``rows`` texts of at most
-    ``width`` tokens: rows rounded up to a power of two, width to a multiple of 8.
+    ``width`` tokens, in batches of at most ``full`` texts: rows rounded up to a multiple
+    of ``full / steps``, and with ``round_width`` the width to a multiple of 8.
 
-    Dynamic padding alone gives a new shape to nearly every last batch of a chunk, and the
-    CPU kernels (oneDNN) keep a compiled primitive and its buffers per shape: measured,
-    memory then grew by kilobytes per streamed text. On this bounded set of shapes it stays
-    flat (``benchmarks/results/memory.md``), for a few per cent of padding.
+    Exact dynamic padding gives a new shape to nearly every last batch of a chunk, and the
+    CPU kernels (oneDNN) keep compiled code and buffers per shape: memory then grew by
+    kilobytes per streamed text (``benchmarks/results/memory.md``). The trunk's full
+    batches have one shape per width (:func:`_length_batches`); it keeps exact widths and
+    rounds a last batch's rows to 1/32 of a full batch, padding at most
+    ``_BATCH_TOKENS / 32`` tokens a pass. The top layers, whose batches of each fold end
+    at any width, pad every batch to the full ``steps=1`` rows and round the width.
     """
-    rows, width = max(1, int(rows)), max(1, int(width))
-    return 1 << (rows - 1).bit_length(), -(-width // _PAD_MULTIPLE) * _PAD_MULTIPLE
+    step = max(1, int(full) // steps)
+    rows = min(int(full), -(-max(1, int(rows)) // step) * step)
+    width = max(1, int(width))
+    return rows, (-(-width // _PAD_MULTIPLE) * _PAD_MULTIPLE if round_width else width)
 
 
 def _cpu_flags():
@@ -203,17 +210,12 @@ class Trunk:
         return self.tokenizer(list(texts), truncation=True,
                               max_length=self.spec.max_length)["input_ids"]
 
-    def pad(self, ids):
-        """A padded batch (``input_ids``, ``attention_mask``) of token id lists, of the
-        shape :func:`padded_shape` gives (extra rows repeat the last text; the caller keeps
-        the first ``len(ids)`` rows of the outputs). The width never exceeds the longest
-        text or ``max_length``, whichever is larger."""
-        longest = max(map(len, ids))
-        rows, width = padded_shape(len(ids), longest)
-        width = max(longest, min(width, self.spec.max_length))
-        ids = list(ids) + [ids[-1]] * (rows - len(ids))
-        return self.tokenizer.pad({"input_ids": ids}, padding="max_length", max_length=width,
-                                  return_tensors="pt").to(self.spec.device)
+    def pad(self, ids, rows=None):
+        """A padded batch (``input_ids``, ``attention_mask``) of token id lists, padded to
+        the longest; ``rows``: pad to that many rows (the extra rows repeat the last text;
+        the caller keeps the first ``len(ids)`` rows of the outputs)."""
+        ids = list(ids) + [ids[-1]] * ((rows or len(ids)) - len(ids))
+        return self.tokenizer.pad({"input_ids": ids}, return_tensors="pt").to(self.spec.device)
 
     def run(self, texts, layers=(), ids=None, module=None, max_rows=None):
         """The pass over ``texts`` (all in memory): :class:`TrunkOutputs`.
@@ -242,8 +244,8 @@ class Trunk:
         states = {layer: np.empty((offsets[-1], d), dtype=np.float16) for layer in layers}
         order = np.argsort(-lengths, kind="stable")
         with torch.inference_mode():
-            for batch in _length_batches(order, lengths, max_rows):
-                x, n = self.pad([ids[i] for i in batch]), batch.size
+            for batch, rows in _length_batches(order, lengths, max_rows):
+                x, n = self.pad([ids[i] for i in batch], rows), batch.size
                 out = module(**x, output_hidden_states=bool(layers))
                 embeddings[batch] = pool(out.last_hidden_state[:n], x["attention_mask"][:n],
                                          self.spec.pooling).float().cpu().numpy()
@@ -256,15 +258,16 @@ class Trunk:
 
 def _length_batches(order, lengths, max_rows=None):
     """Consecutive batches of ``order`` (longest first) of at most ``_BATCH_TOKENS``
-    padded tokens (and ``max_rows`` texts) each; a full batch holds a power of two texts,
-    so that only the last one is padded up (:func:`padded_shape`)."""
+    padded tokens (and ``max_rows`` texts) each, with the rows each is padded to: a full
+    batch is as many texts as fit at its longest width (one shape per width), a last
+    batch is rounded up to a multiple of 1/32 of that (:func:`padded_shape`)."""
     start = 0
     while start < order.size:
-        _, width = padded_shape(1, lengths[order[start]])
-        most = max(1, min(_BATCH_TOKENS // width, max_rows or _BATCH_TOKENS))
-        stop = start + (1 << (most.bit_length() - 1))
-        yield order[start:stop]
-        start = stop
+        width = max(1, int(lengths[order[start]]))
+        full = max(1, min(_BATCH_TOKENS // width, max_rows or _BATCH_TOKENS))
+        batch = order[start:start + full]
+        yield batch, padded_shape(batch.size, width, full)[0]
+        start += full
 
 
 @lru_cache(maxsize=4)

@@ -104,10 +104,12 @@ def test_state_layer_is_checked(tiny_bert_dir):
 
 
 
-def test_padded_shape_rounds_rows_to_powers_of_two_and_widths_to_eights():
-    assert [padded_shape(r, 1) for r in (1, 2, 3, 5, 64, 65)] == \
-        [(1, 8), (2, 8), (4, 8), (8, 8), (64, 8), (128, 8)]
-    assert [padded_shape(1, w)[1] for w in (7, 8, 9, 17)] == [8, 8, 16, 24]
+def test_padded_shape_rounds_rows_to_32ths_of_a_full_batch():
+    assert [padded_shape(r, 13, full=256) for r in (1, 8, 9, 255, 256)] == \
+        [(8, 13), (8, 13), (16, 13), (256, 13), (256, 13)]
+    assert [padded_shape(3, w, full=64, steps=1, round_width=True) for w in (7, 8, 9, 17)] \
+        == [(64, 8), (64, 8), (64, 16), (64, 24)]
+    assert padded_shape(65, 9, full=100) == (66, 9) and padded_shape(3, 9, full=5) == (3, 9)
 
 
 def _shapes_of(module, monkeypatch, key):
@@ -138,9 +140,13 @@ def test_streamed_passes_meet_a_bounded_set_of_shapes(tiny_bert_dir, rng, monkey
         rows = np.sort(rng.choice(400, size=int(rng.integers(1, 200)), replace=False))
         out = trunk.run([texts[i] for i in rows], (1,))
         model.predict_trunk(out)
-    for n, width in shapes + top_shapes:
-        assert n & (n - 1) == 0 and width % 8 == 0, (n, width)
-    assert len(set(shapes)) <= 9 * 2 and len(set(top_shapes)) <= 7 * 2  # 2 widths: <= 13 tokens
+    # the trunk: one full batch per width (8192 // width rows), the last ones rounded up to
+    # 32ths of it; the top layers: 64 rows, widths in eights (texts of <= 13 tokens)
+    for n, width in shapes:
+        assert n % ((8192 // width) // 32) == 0 and n <= 8192 // width, (n, width)
+    for n, width in top_shapes:
+        assert n == 64 and width % 8 == 0, (n, width)
+    assert len(set(shapes)) <= 32 * 12 and len(set(top_shapes)) <= 2
     first = trunk.run(texts[:40], (1,))
     np.testing.assert_allclose(first.embeddings, single.embeddings, atol=1e-5)
     np.testing.assert_allclose(model.predict_trunk(first), each, rtol=1e-4, atol=1e-4)
