@@ -356,9 +356,9 @@ def _fit_feature_ridges(ridges, X, y, split, members, preds, tick):
     m = split.unlabeled.size
     sample = split.unlabeled[np.unique(np.linspace(0, m - 1, min(m, room)).astype(int))]
     texts = X[labeled].tolist()
-    k = len(split.train)
+    k, featurizers = len(split.train), {}
     for j, predictor in ridges.items():
-        features = predictor.make_features().fit(texts + X[sample].tolist())
+        features = featurizers[j] = predictor.make_features().fit(texts + X[sample].tolist())
         Z = features.transform(texts)
         for f in range(k):
             rectify = position[split.rectify[split.folds == f]]
@@ -368,7 +368,7 @@ def _fit_feature_ridges(ridges, X, y, split, members, preds, tick):
         tick(f"{_name(predictor)} on {k} fold(s)")
     chunks = ((first, X[split.unlabeled[first:first + _CHUNK]].tolist())
               for first in range(0, m, _CHUNK))
-    featurized = ((first, len(part), {j: members[0][j].features_.transform(part) for j in ridges})
+    featurized = ((first, len(part), {j: f.transform(part) for j, f in featurizers.items()})
                   for first, part in chunks)
 
     def predict(f, Z, mine):

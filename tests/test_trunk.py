@@ -103,7 +103,6 @@ def test_state_layer_is_checked(tiny_bert_dir):
         trunk.state_layer(3)
 
 
-
 def test_padded_shape_rounds_rows_to_32ths_of_a_full_batch():
     assert [padded_shape(r, 13, full=256) for r in (1, 8, 9, 255, 256)] == \
         [(8, 13), (8, 13), (16, 13), (256, 13), (256, 13)]
@@ -125,9 +124,9 @@ def _shapes_of(module, monkeypatch, key):
 
 
 def test_streamed_passes_meet_a_bounded_set_of_shapes(tiny_bert_dir, rng, monkeypatch):
-    """Chunks and fold subsets of every size run on powers of two rows and widths in
-    eights (the per-shape kernel caches stay bounded: memory stays flat), with the same
-    outputs as one text at a time."""
+    """Chunks and fold subsets of every size run on a bounded set of shapes (the per-shape
+    kernel caches stay bounded: memory stays flat), with the same outputs as one text at
+    a time."""
     trunk = get_trunk(TrunkSpec.of(tiny_bert_dir, precision="fp32"))
     texts, y = make_texts(rng, 400)
     single = TrunkOutputs.concat([trunk.run([t], (1,)) for t in texts[:40]])
@@ -330,7 +329,6 @@ def test_streaming_the_unlabeled_rows_changes_nothing(tiny_bert_dir, data, monke
     chunked = _shared_estimator(tiny_bert_dir).fit(texts, y)
     np.testing.assert_allclose(chunked._f_unl, whole._f_unl, rtol=1e-5, atol=1e-5)
     assert chunked.estimate_.value == pytest.approx(whole.estimate_.value, rel=1e-6)
-
 
 
 def test_feature_ridges_stream_the_unlabeled_rows_and_fit_a_bounded_sample(data, monkeypatch):
