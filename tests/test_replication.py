@@ -148,6 +148,25 @@ def test_quick_end_to_end_shares_draws_and_a_rerun_computes_nothing(tiny_bert_di
     assert {r["method"]: r["draws"] for r in partial["cells"]}["cheap"] == 2
     assert "| wine | 50 | tfidf_ridge | 2/3 |" in (out / "replication.md").read_text()
 
+    report = out / "replication.json"  # an earlier report stands in for an empty cache
+    elsewhere = ["--cache-dir", str(tmp_path / "other"), "--results-from", str(report)]
+    assert main(argv + elsewhere)["cells"] == payload["cells"]
+    assert calls == []
+    saved = json.loads(report.read_text())
+    for change, message in [({"settings": {**saved["settings"], "subsample": 100}}, "settings"),
+                            ({"results": [{**saved["results"][0], "rows_digest": "0" * 12}]},
+                             "labeled other rows"),
+                            ({"configs": None}, "not a replication report")]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps({**saved, **change}))
+        with pytest.raises(SystemExit, match=message):
+            main(argv + ["--plan", "--results-from", str(bad)])
+    stale = tmp_path / "stale.json"  # a method whose estimator changed is not read back
+    stale.write_text(json.dumps({**saved, "configs": {**saved["configs"], "cheap": "other"}}))
+    plan = main(argv + ["--plan", "--cache-dir", str(tmp_path / "other"), "--results-from",
+                        str(stale)])
+    assert {(p["method"], p["missing"]) for p in plan} == {("cheap", 2)}
+
     from skftr import predictors  # a method whose estimator changed is not read back stale
     monkeypatch.setattr(predictors, "default_predictors",
                         lambda backbone=None: [predictors.TextRidge("tfidf")])

@@ -7,7 +7,7 @@ import time
 
 from . import __doc__ as DOC
 from .design import CORPORA
-from .methods import METHODS, QUICK, REAL, Runner, grid
+from .methods import METHODS, QUICK, REAL, Runner, describe, earlier_results, grid
 from .report import write
 
 CACHE, OUT = "benchmarks/cache/replication", "benchmarks/results/replication"
@@ -45,6 +45,9 @@ def parse_args(argv=None):
                         help="cache of the cheap predictors' features (shared with "
                              "bench_savings.py)")
     parser.add_argument("--out-dir", default=None, help=f"outputs (default {OUT})")
+    parser.add_argument("--results-from", nargs="+", default=[], metavar="JSON",
+                        help="earlier replication.json reports (same settings): their draws "
+                             "of unchanged methods are read back instead of fitted again")
     args = parser.parse_args(argv)
     defaults = QUICK_GRID if args.quick else FULL_GRID
     for name, value in defaults.items():
@@ -63,9 +66,14 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     settings = {**(QUICK if args.quick else REAL), "backbone": args.backbone}
-    runner = Runner(args.cache_dir, settings, args.feature_cache)
     cells = grid(args.corpora, args.budgets, args.methods, args.draws_finetuned,
                  args.draws_cheap)
+    configs = {m: describe(m, settings) for m in dict.fromkeys(c[2] for c in cells)}
+    try:
+        earlier = earlier_results(args.results_from, settings, configs)
+    except ValueError as exc:
+        raise SystemExit(f"python -m benchmarks.replication: error: {exc}") from None
+    runner = Runner(args.cache_dir, settings, args.feature_cache, earlier)
     if args.plan:
         plan = runner.plan(cells)
         for p in plan:
@@ -87,8 +95,8 @@ def main(argv=None):
     threads = os.environ.get("OMP_NUM_THREADS")
     command = ((f"OMP_NUM_THREADS={threads} " if threads else "")
                + shlex.join(["python", "-m", "benchmarks.replication", *argv]))
-    payload = write(args.out_dir, command, settings, runner.cached_results(cells), cells,
-                    runner.plan(cells))
+    payload = write(args.out_dir, command, settings, configs, runner.cached_results(cells),
+                    cells, runner.plan(cells))
     print(f"wrote {args.out_dir}/replication.{{md,json,png}}")
     return payload
 

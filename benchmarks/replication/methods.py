@@ -126,6 +126,44 @@ def describe(method, settings):
     return method if method == "classical" else joblib.hash(make_estimator(method, 0, settings))
 
 
+def _cell(result):
+    return (result["corpus"], result["n"], result["method"], result["draw"])
+
+
+def earlier_results(paths, settings, configs):
+    """The per-draw results of earlier ``replication.json`` reports that this run may reuse.
+
+    A report is refused (``ValueError`` naming it) unless it ran with the same
+    ``settings``; of its results only the methods whose ``configs`` (:func:`describe`)
+    equal this run's are kept, and each must be the same draw (``rows_digest`` of
+    :func:`benchmarks.replication.design.labeled_rows`), else it is refused too.
+    """
+    import json
+
+    kept = []
+    for path in paths:
+        try:
+            payload = json.loads(open(path).read())
+            recorded, theirs, results = (payload[k] for k in ("settings", "configs", "results"))
+            if not (isinstance(theirs, dict) and isinstance(results, list)):
+                raise TypeError("configs must be a mapping and results a list")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"--results-from {path}: not a replication report with its "
+                             f"settings, configs and results ({exc})") from None
+        if recorded != settings:
+            raise ValueError(f"--results-from {path}: ran with settings {recorded}, this run "
+                             f"has {settings}")
+        for r in results:
+            if r["method"] not in configs or theirs.get(r["method"]) != configs[r["method"]]:
+                continue
+            draw = design.make_draw(r["corpus"], r["n"], r["draw"], settings["subsample"])
+            if _digest(draw.labeled) != r["rows_digest"]:
+                raise ValueError(f"--results-from {path}: {_cell(r)} labeled other rows than "
+                                 "this run's draw")
+            kept.append(r)
+    return kept
+
+
 def grid(corpora, budgets, methods, draws_finetuned, draws_cheap):
     """Every (corpus, n, method, draw) cell, draw by draw (a partial run leaves whole draws).
 
@@ -138,13 +176,18 @@ def grid(corpora, budgets, methods, draws_finetuned, draws_cheap):
 
 
 class Runner:
-    """Computes cells through a ``joblib.Memory`` cache and plans the remaining ones."""
+    """Computes cells through a ``joblib.Memory`` cache and plans the remaining ones.
 
-    def __init__(self, cache_dir, settings, feature_cache=None):
+    ``earlier`` are the per-draw results of earlier reports (:func:`earlier_results`), read
+    back in place of the same cells: runs on other machines or sessions join one report.
+    """
+
+    def __init__(self, cache_dir, settings, feature_cache=None, earlier=()):
         self.settings = settings
         self.feature_cache = feature_cache
         self._cached = Memory(cache_dir, verbose=0).cache(run_cell, ignore=["feature_cache"])
         self._configs = {}  # method -> describe(method): one per method, not per cell
+        self._earlier = {_cell(r): r for r in earlier}
 
     def _args(self, cell):
         method = cell[2]
@@ -153,11 +196,11 @@ class Runner:
         return (*cell, self.settings, self.feature_cache, self._configs[method])
 
     def is_cached(self, cell):
-        return self._cached.check_call_in_cache(*self._args(cell))
+        return cell in self._earlier or self._cached.check_call_in_cache(*self._args(cell))
 
     def __call__(self, cell):
-        """The cell's result, computed now unless it is cached."""
-        return self._cached(*self._args(cell))
+        """The cell's result, computed now unless it is cached or in an earlier report."""
+        return self._earlier.get(cell) or self._cached(*self._args(cell))
 
     def cached_results(self, cells):
         """The results of the cells already cached (nothing is computed)."""

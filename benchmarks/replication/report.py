@@ -242,8 +242,11 @@ def plot(cells, path):
     plt.close(fig)
 
 
-def write(out_dir, command, settings, results, cells, plan):
+def write(out_dir, command, settings, configs, results, cells, plan):
     """``replication.md``, ``replication.json`` and ``replication.png`` in ``out_dir``.
+
+    ``configs`` (each method's ``describe``) lets a later run read these results back
+    (``--results-from``).
 
     Returns
     -------
@@ -257,7 +260,7 @@ def write(out_dir, command, settings, results, cells, plan):
     comparisons = compare(results)
     pooled = {method: pooled_coverage(results, method) for method in TARGET_METHODS}
     goals = targets(summary, comparisons, pooled)
-    payload = {"command": command, "settings": settings, "cells": summary,
+    payload = {"command": command, "settings": settings, "configs": configs, "cells": summary,
                "default_minus_cheap": comparisons, "pooled_coverage": pooled,
                "targets": goals, "plan": plan, "results": results}
     with atomic_path(out_dir / "replication.json") as tmp:
