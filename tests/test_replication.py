@@ -92,6 +92,12 @@ def test_report_savings_formula_on_hand_made_results():
     assert rows["default"]["savings_se"] == pytest.approx(np.std(per_draw, ddof=1) / 2)
     (gain,) = report.compare(results)
     assert gain["difference"] == pytest.approx(0.64 - (1 - 0.8 ** 2))
+    assert (gain["only_first_missed"], gain["only_second_missed"]) == (0, 1)  # cheap's draw 0
+    assert report.discordance([gain]) == {"only_first_missed": 0, "only_second_missed": 1,
+                                          "p": 1.0}
+    eight = report.discordance([{"only_first_missed": 8, "only_second_missed": 0}])
+    assert eight["p"] == pytest.approx(2 * 0.5 ** 8)  # McNemar's exact test
+    assert report.discordance([])["p"] == 1.0
     assert report.pooled_coverage(results, "cheap") == {"draws": 4, "coverage": 0.75}
     pooled = {m: report.pooled_coverage(results, m) for m in ("default", "cheap")}
     goals = {g["target"]: g for g in report.targets(list(rows.values()), [gain], pooled)}

@@ -47,6 +47,10 @@ def _width(r):
     return r["high"] - r["low"]
 
 
+def _covers(r):
+    return bool(r["low"] <= r["truth"] <= r["high"])
+
+
 def summarize(results, cells):
     """One summary per (corpus, n, method) of ``cells``, from the results available.
 
@@ -70,8 +74,7 @@ def summarize(results, cells):
             error = np.array([r["value"] - r["truth"] for r in done])
             row.update(savings=savings(w, c), savings_se=_se(_per_draw(w, c)),
                        n_eff=n * (np.mean(c) / np.mean(w)) ** 2,
-                       coverage=float(np.mean([r["low"] <= r["truth"] <= r["high"]
-                                               for r in done])),
+                       coverage=float(np.mean([_covers(r) for r in done])),
                        width=float(np.mean(w)), classical_width=float(np.mean(c)),
                        rmse=float(np.sqrt(np.mean(error ** 2))),
                        seconds=float(np.median([r["seconds"] for r in done])))
@@ -86,7 +89,9 @@ def compare(results, first="default", second="cheap"):
     -------
     list of dict
         ``corpus``, ``n``, ``draws`` shared, ``difference`` (savings of ``first`` minus
-        those of ``second`` on the shared draws) and ``se`` (of the per-draw differences).
+        those of ``second`` on the shared draws), ``se`` (of the per-draw differences), and
+        the discordant draws of coverage: ``only_first_missed`` (``first`` missed the
+        truth where ``second`` covered it) and ``only_second_missed``.
     """
     index, out = _index(results), []
     cells = sorted({(c, n) for c, n, m in index if m == first} &
@@ -99,15 +104,34 @@ def compare(results, first="default", second="cheap"):
             continue
         c = [_width(classical[d]) for d in shared]
         wa, wb = [_width(a[d]) for d in shared], [_width(b[d]) for d in shared]
+        covers_a = [_covers(a[d]) for d in shared]
+        covers_b = [_covers(b[d]) for d in shared]
         out.append({"corpus": corpus, "n": n, "draws": len(shared),
                     "difference": savings(wa, c) - savings(wb, c),
-                    "se": _se(_per_draw(wa, c) - _per_draw(wb, c))})
+                    "se": _se(_per_draw(wa, c) - _per_draw(wb, c)),
+                    "only_first_missed": sum(y and not x for x, y in zip(covers_a, covers_b)),
+                    "only_second_missed": sum(x and not y for x, y in zip(covers_a, covers_b))})
     return out
+
+
+def discordance(comparisons):
+    """The paired test of coverage: draws where only one of the two methods missed.
+
+    McNemar's exact test: under equal coverage each discordant draw is equally likely to
+    be either method's miss, so ``p`` is the two-sided binomial test of
+    ``only_first_missed`` out of all discordant draws (1 when there are none).
+    """
+    from scipy.stats import binomtest
+
+    first = sum(r["only_first_missed"] for r in comparisons)
+    second = sum(r["only_second_missed"] for r in comparisons)
+    p = binomtest(first, first + second).pvalue if first + second else 1.0
+    return {"only_first_missed": first, "only_second_missed": second, "p": float(p)}
 
 
 def pooled_coverage(results, method="default"):
     """Share of all draws of ``method`` (every corpus and n) whose interval covers the truth."""
-    hits = [r["low"] <= r["truth"] <= r["high"] for r in results if r["method"] == method]
+    hits = [_covers(r) for r in results if r["method"] == method]
     return {"draws": len(hits), "coverage": float(np.mean(hits)) if hits else None}
 
 
@@ -191,10 +215,14 @@ def markdown(command, cells, comparisons, pooled, goals, plan):
                      f"| {r['coverage']:.3f} | {r['width']:.4g} | {r['classical_width']:.4g} "
                      f"| {r['rmse']:.4g} | {r['seconds']:.1f} |")
     lines += ["", "## Default against cheap (same draws)", "",
-              "| corpus | n | draws | default - cheap (savings points) |", "|---|---|---|---|"]
-    lines += [f"| {r['corpus']} | {r['n']} | {r['draws']} | {_pct(r['difference'], r['se'])} |"
-              for r in comparisons]
-    lines.append("")
+              "| corpus | n | draws | default - cheap (savings points) | draws only default "
+              "missed | draws only cheap missed |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['corpus']} | {r['n']} | {r['draws']} | {_pct(r['difference'], r['se'])} "
+              f"| {r['only_first_missed']} | {r['only_second_missed']} |" for r in comparisons]
+    paired = discordance(comparisons)
+    lines += ["", f"Paired coverage (McNemar's exact test): only the default missed on "
+              f"{paired['only_first_missed']} draws, only cheap on "
+              f"{paired['only_second_missed']}; p = {paired['p']:.2g}.", ""]
     for method, label in TARGET_METHODS.items():
         lines.append(f"Coverage of {label} pooled over its {pooled[method]['draws']} draws: "
                      f"{_num(pooled[method]['coverage'], '.3f')}.")
@@ -261,7 +289,8 @@ def write(out_dir, command, settings, configs, results, cells, plan):
     pooled = {method: pooled_coverage(results, method) for method in TARGET_METHODS}
     goals = targets(summary, comparisons, pooled)
     payload = {"command": command, "settings": settings, "configs": configs, "cells": summary,
-               "default_minus_cheap": comparisons, "pooled_coverage": pooled,
+               "default_minus_cheap": comparisons,
+               "paired_coverage": discordance(comparisons), "pooled_coverage": pooled,
                "targets": goals, "plan": plan, "results": results}
     with atomic_path(out_dir / "replication.json") as tmp:
         tmp.write_text(json.dumps(payload, indent=1) + "\n")
