@@ -156,8 +156,9 @@ def earlier_results(paths, settings, configs):
         for r in results:
             if r["method"] not in configs or theirs.get(r["method"]) != configs[r["method"]]:
                 continue
-            draw = design.make_draw(r["corpus"], r["n"], r["draw"], settings["subsample"])
-            if _digest(draw.labeled) != r["rows_digest"]:
+            n_rows = len(design.load_corpus(r["corpus"], settings["subsample"])[0])
+            if _digest(design.labeled_rows(r["corpus"], r["n"], r["draw"], n_rows)) \
+                    != r["rows_digest"]:
                 raise ValueError(f"--results-from {path}: {_cell(r)} labeled other rows than "
                                  "this run's draw")
             kept.append(r)
