@@ -11,6 +11,7 @@ kept, epochs, and the seconds of the fine-tune alone.
     python benchmarks/bench_finetune.py --corpus wine --draws 3 --budget 400
 """
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -61,6 +62,9 @@ def main():
             ratios.append(np.var(y[test] - pred) / np.var(y[test] - ridge.predict(held.embeddings)))
             kept.append(model.warm_start_kept_)
             epochs.append(model.n_epochs_)
+            print(f"  {config} draw {draw}: ratio {ratios[-1]:.3f}, warm start kept "
+                  f"{model.warm_start_kept_}, {model.n_epochs_} epochs, {seconds[-1]:.0f} s",
+                  file=sys.stderr, flush=True)
         print(f"| {backbone} | {k} | {adapter} | {np.mean(ratios):.3f} [{min(ratios):.3f}, {max(ratios):.3f}] "
               f"| {sum(kept)}/{len(kept)} | {np.mean(epochs):.1f} | {np.mean(seconds):.0f} |",
               flush=True)

@@ -69,6 +69,28 @@ def test_default_method_is_the_estimators_defaults():
     assert [p.get_params() for p in cheap.predictors] == [p.get_params() for p in est.predictors]
 
 
+def test_describe_names_a_configuration_the_same_in_every_process():
+    import subprocess
+
+    configs = {m: methods.describe(m, methods.REAL) for m in methods.METHODS}
+    assert len(set(configs.values())) == len(methods.METHODS)  # each method its own
+    code = ("from benchmarks.replication import methods as m; "
+            "print(*(m.describe(k, m.REAL) for k in m.METHODS))")
+    for seed in ("0", "12345"):  # another process, another order of str hashes (sets)
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                             text=True, check=True, env={"PYTHONHASHSEED": seed,
+                                                         "PATH": "", "HOME": str(ROOT)})
+        assert out.stdout.split() == list(configs.values())
+    assert methods.describe("default", {**methods.REAL, "top": {"top_layers": 2}}) \
+        != configs["default"]  # a nested parameter is part of the name
+
+    assert methods.canonical((np.float64(0.5), np.int64(3), {"b", "a"})) == [0.5, 3, ["a", "b"]]
+    assert methods.canonical(np.arange(2)) == [0, 1]
+    assert methods.canonical(np.logspace) == "numpy.logspace"
+    with pytest.raises(TypeError, match="type object has no stable name"):
+        methods.canonical(object())
+
+
 def _result(method, draw, width, value=0.0, corpus="wine", n=100):
     return {"corpus": corpus, "n": n, "method": method, "draw": draw, "value": value,
             "low": value - width / 2, "high": value + width / 2, "truth": 0.0,
@@ -169,9 +191,11 @@ def test_quick_end_to_end_shares_draws_and_a_rerun_computes_nothing(tiny_bert_di
             main(argv + ["--plan", "--results-from", str(bad)])
     stale = tmp_path / "stale.json"  # a method whose estimator changed is not read back
     stale.write_text(json.dumps({**saved, "configs": {**saved["configs"], "cheap": "other"}}))
+    capsys.readouterr()
     plan = main(argv + ["--plan", "--cache-dir", str(tmp_path / "other"), "--results-from",
                         str(stale)])
     assert {(p["method"], p["missing"]) for p in plan} == {("cheap", 2)}
+    assert f"{stale}: cheap ran with another estimator configuration" in capsys.readouterr().err
 
     from skftr import predictors  # a method whose estimator changed is not read back stale
     monkeypatch.setattr(predictors, "default_predictors",

@@ -3,6 +3,7 @@
 One result per (corpus, n, method, draw) is computed by :func:`run_cell` and cached on
 disk with ``joblib.Memory``: a rerun only computes the cells not cached yet.
 """
+import sys
 import time
 import warnings
 from statistics import median
@@ -119,11 +120,44 @@ def run_cell(corpus, n, method, draw, settings, feature_cache=None, config=None)
 
 
 def describe(method, settings):
-    """The configuration of a method: ``joblib.hash`` of its estimator, stable across
-    processes (``"classical"`` has none)."""
-    import joblib
+    """The configuration of a method: a hash of its estimator's parameters, nested
+    estimators included (:func:`canonical`), the same on every machine and every version of
+    the libraries (``"classical"`` has none)."""
+    import hashlib
+    import json
 
-    return method if method == "classical" else joblib.hash(make_estimator(method, 0, settings))
+    if method == "classical":
+        return method
+    text = json.dumps(canonical(make_estimator(method, 0, settings)), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:32]
+
+
+def canonical(value):
+    """A parameter value as plain JSON data: an estimator becomes its class and its
+    ``get_params(deep=False)``, numpy scalars and arrays numbers and lists, a set a sorted
+    list, a function or a class its qualified name.
+
+    Unlike a pickle (which an earlier ``describe`` hashed), this does not change with the
+    machine or the installed numpy or joblib.
+    """
+    if hasattr(value, "get_params"):
+        cls = type(value)
+        return {"class": f"{cls.__module__}.{cls.__qualname__}",
+                "params": canonical(value.get_params(deep=False))}
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((canonical(v) for v in value), key=repr)
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if callable(value) and hasattr(value, "__qualname__"):  # a function or a class
+        return f"{value.__module__}.{value.__qualname__}"
+    raise TypeError(f"describe: a parameter value of type {type(value).__name__} has no "
+                    f"stable name: {value!r}")
 
 
 def _cell(result):
@@ -135,7 +169,7 @@ def earlier_results(paths, settings, configs):
 
     A report is refused (``ValueError`` naming it) unless it ran with the same
     ``settings``; of its results only the methods whose ``configs`` (:func:`describe`)
-    equal this run's are kept, and each must be the same draw (``rows_digest`` of
+    equal this run's are kept (the others are named on stderr), and each must be the same draw (``rows_digest`` of
     :func:`benchmarks.replication.design.labeled_rows`), else it is refused too.
     """
     import json
@@ -153,6 +187,10 @@ def earlier_results(paths, settings, configs):
         if recorded != settings:
             raise ValueError(f"--results-from {path}: ran with settings {recorded}, this run "
                              f"has {settings}")
+        stale = sorted(m for m in configs if m in theirs and theirs[m] != configs[m])
+        if stale:
+            print(f"--results-from {path}: {', '.join(stale)} ran with another estimator "
+                  "configuration there; those draws are not read back", file=sys.stderr)
         for r in results:
             if r["method"] not in configs or theirs.get(r["method"]) != configs[r["method"]]:
                 continue
