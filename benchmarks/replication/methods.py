@@ -169,8 +169,9 @@ def earlier_results(paths, settings, configs):
 
     A report is refused (``ValueError`` naming it) unless it ran with the same
     ``settings``; of its results only the methods whose ``configs`` (:func:`describe`)
-    equal this run's are kept (the others are named on stderr), and each must be the same draw (``rows_digest`` of
-    :func:`benchmarks.replication.design.labeled_rows`), else it is refused too.
+    equal this run's are kept (the others are named on stderr), and each must be the same
+    draw (``rows_digest`` of :func:`benchmarks.replication.design.labeled_rows`), else it is
+    refused too.
     """
     import json
 
@@ -187,12 +188,13 @@ def earlier_results(paths, settings, configs):
         if recorded != settings:
             raise ValueError(f"--results-from {path}: ran with settings {recorded}, this run "
                              f"has {settings}")
-        stale = sorted(m for m in configs if m in theirs and theirs[m] != configs[m])
+        same = {m for m in configs if theirs.get(m) == configs[m]}
+        stale = sorted((set(configs) & set(theirs)) - same)
         if stale:
             print(f"--results-from {path}: {', '.join(stale)} ran with another estimator "
                   "configuration there; those draws are not read back", file=sys.stderr)
         for r in results:
-            if r["method"] not in configs or theirs.get(r["method"]) != configs[r["method"]]:
+            if r["method"] not in same:
                 continue
             n_rows = len(design.load_corpus(r["corpus"], settings["subsample"])[0])
             if _digest(design.labeled_rows(r["corpus"], r["n"], r["draw"], n_rows)) \
